@@ -1,0 +1,1 @@
+//! JWT verification and issuing (RS256 only), key loading and generation.

@@ -1,0 +1,1 @@
+//! ucim's TOML configuration: parsing and validation with errors that name file, key and problem.

@@ -1,0 +1,1 @@
+//! Provider -> Core HTTP client: refresh-token exchange, cached access tokens, control calls.

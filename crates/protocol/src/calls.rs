@@ -1,0 +1,73 @@
+//! The call catalogue: which method and path each call uses, and the headers that carry identity.
+
+use base64::Engine;
+
+/// The header that names the end-user a Core call is made for: standard padded base64 of the username.
+pub const USERNAME_HEADER: &str = "ucloud-username";
+
+/// Encodes a UCloud username as the Core puts it in [`USERNAME_HEADER`].
+pub fn encode_username_header(username: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(username.as_bytes())
+}
+
+/// Decodes [`USERNAME_HEADER`]. `None` for anything that is not base64 of valid UTF-8 without control
+/// characters; such a header is refused, never guessed at.
+pub fn decode_username_header(value: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(value.trim()).ok()?;
+    let name = String::from_utf8(bytes).ok()?;
+    if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control()) {
+        return None;
+    }
+    Some(name)
+}
+
+/// Core → provider calls the module serves, relative to `/ucloud/{providerId}`.
+pub mod provider {
+    pub const RETRIEVE_MANIFEST: &str = "/integration/retrieveManifest";
+    pub const INIT: &str = "/integration/init";
+    pub const JOBS_RETRIEVE_PRODUCTS: &str = "/jobs/retrieveProducts";
+    pub const JOBS_CREATE: &str = "/jobs";
+    pub const JOBS_TERMINATE: &str = "/jobs/terminate";
+    pub const FILES_COLLECTIONS_RETRIEVE_PRODUCTS: &str = "/files/collections/retrieveProducts";
+    /// Other product kinds a compute provider does not offer; answered with an empty bulk response.
+    pub const OTHER_RETRIEVE_PRODUCTS: &[&str] = &[
+        "/ingresses/retrieveProducts",
+        "/networkips/retrieveProducts",
+        "/licenses/retrieveProducts",
+        "/private-networks/retrieveProducts",
+    ];
+}
+
+/// Provider → Core calls, relative to the Core's base URL.
+pub mod core {
+    pub const AUTH_REFRESH: &str = "/auth/providers/refresh";
+    pub const PRODUCTS_CREATE: &str = "/api/products/v2";
+    pub const JOBS_CONTROL_UPDATE: &str = "/api/jobs/control/update";
+}
+
+/// `/ucloud/{providerId}` + `suffix`.
+pub fn provider_path(provider_id: &str, suffix: &str) -> String {
+    format!("/ucloud/{provider_id}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_header_round_trip() {
+        let h = encode_username_header("alice#1234");
+        assert_eq!(h, "YWxpY2UjMTIzNA==");
+        assert_eq!(decode_username_header(&h).as_deref(), Some("alice#1234"));
+    }
+
+    #[test]
+    fn bad_username_headers_are_refused() {
+        assert_eq!(decode_username_header("not base64!"), None);
+        assert_eq!(decode_username_header(""), None);
+        // "a\nb" smuggles a control character.
+        assert_eq!(decode_username_header(&encode_username_header("a\nb")), None);
+        // Invalid UTF-8.
+        assert_eq!(decode_username_header("/w=="), None);
+    }
+}

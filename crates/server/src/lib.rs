@@ -1,0 +1,1 @@
+//! The ucim server process: provider API handlers, user map, instance launcher, Slurm monitor, outbox.

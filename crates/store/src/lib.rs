@@ -1,0 +1,1 @@
+//! The server's database: migrations, user map, jobs, the durable outbox. SQLite.
