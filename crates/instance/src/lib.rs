@@ -1,1 +1,124 @@
-//! The per-user ucim instance: runs as the user, verifies every token, submits and cancels jobs.
+//! `ucim user`: the per-user instance. It runs as the mapped unix user (started by the server through
+//! one sudo rule), so the kernel and Slurm enforce that user's permissions on everything it does. It
+//! verifies every Core token itself and serves only the UCloud users the server says map to its uid.
+
+mod jobs;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use http_api::{check_core_call, ApiError};
+use ipc::{Bootstrap, InstanceSetup, Request, Response as IpcResponse};
+use tokio::io::AsyncBufReadExt;
+
+pub struct Instance {
+    pub setup: InstanceSetup,
+    verifier: auth::TokenVerifier,
+    pub slurm: slurm::SlurmClient,
+    socket: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Instance {
+    /// One short IPC exchange with the server; authorised there by our uid.
+    pub async fn ask(&self, request: &Request) -> Result<IpcResponse, ApiError> {
+        let mut conn = ipc::Connection::connect(&self.socket)
+            .await
+            .map_err(|e| ApiError::internal("cannot reach the ucim server", e))?;
+        conn.call(request).await.map_err(|e| ApiError::internal("ucim server did not answer", e))
+    }
+
+    /// Checks the token and that the call is for a UCloud user this instance serves.
+    fn authorise(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let call = check_core_call(headers, &self.verifier)?;
+        let user = call.username.ok_or_else(|| ApiError::bad_request("This call needs a ucloud-username header"))?;
+        if !self.setup.ucloud_users.iter().any(|u| *u == user) {
+            tracing::warn!(user, "refused a call for a user this instance does not serve");
+            return Err(ApiError::forbidden(format!("This instance does not serve {user}")));
+        }
+        Ok(user)
+    }
+}
+
+/// Entry point of `ucim user`. Reads the bootstrap from stdin, proves itself to the server, serves until
+/// the server goes away (stdin or the control connection closes).
+pub async fn run() -> anyhow::Result<()> {
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stdin.read_line(&mut line))
+        .await
+        .context("no bootstrap on stdin within 10 s (ucim user is started by the ucim server)")??;
+    let bootstrap: Bootstrap = serde_json::from_str(line.trim()).context("malformed bootstrap on stdin")?;
+
+    let mut control = ipc::Connection::connect(&bootstrap.socket)
+        .await
+        .with_context(|| format!("cannot connect to {}", bootstrap.socket.display()))?;
+    let setup = match control.call(&Request::Hello { nonce: bootstrap.nonce }).await? {
+        IpcResponse::Setup(setup) => *setup,
+        IpcResponse::Error { message } => bail!("server refused this instance: {message}"),
+        other => bail!("unexpected answer from server: {other:?}"),
+    };
+    let key = auth::PublicKey::parse(&setup.public_key).context("the Core public key from the server")?;
+    let verifier = auth::TokenVerifier::for_core_calls(key, &setup.issuer);
+    let uid = nix::unistd::getuid();
+    let home = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+        .with_context(|| format!("uid {uid} has no passwd entry"))?;
+    let slurm = slurm::SlurmClient::new(
+        setup.slurm.bin_dir.clone(),
+        Duration::from_millis(setup.slurm.command_timeout_ms),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], setup.port));
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let port = setup.port;
+    let users = setup.ucloud_users.join(", ");
+    let instance = Arc::new(Instance { setup, verifier, slurm, socket: bootstrap.socket, home });
+    let app = router(instance);
+
+    match control.call(&Request::Ready { port }).await? {
+        IpcResponse::Ok => {}
+        other => bail!("server did not accept readiness: {other:?}"),
+    }
+    tracing::info!(%addr, uid = uid.as_raw(), users, "instance ready");
+
+    // Live exactly as long as the server: its end of stdin and of the control connection.
+    let server_gone = async move {
+        let mut rest = String::new();
+        tokio::select! {
+            _ = async { while matches!(stdin.read_line(&mut rest).await, Ok(n) if n > 0) { rest.clear(); } } => {}
+            _ = async { while let Ok(Some(_)) = control.receive::<IpcResponse>().await {} } => {}
+        }
+        tracing::info!("server went away; instance stops");
+    };
+    axum::serve(listener, app).with_graceful_shutdown(server_gone).await?;
+    Ok(())
+}
+
+pub fn router(instance: Arc<Instance>) -> Router {
+    let p = |suffix: &str| format!("/ucloud/{{provider}}{suffix}");
+    Router::new()
+        .route(&p(protocol::provider::JOBS_CREATE), post(create))
+        .route(&p(protocol::provider::JOBS_TERMINATE), post(terminate))
+        .with_state(instance)
+}
+
+async fn create(State(me): State<Arc<Instance>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let user = me.authorise(&headers)?;
+    jobs::create(&me, &user, &body).await
+}
+
+async fn terminate(State(me): State<Arc<Instance>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let user = me.authorise(&headers)?;
+    jobs::terminate(&me, &user, &body).await
+}

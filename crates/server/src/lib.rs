@@ -1,1 +1,126 @@
-//! The ucim server process: provider API handlers, user map, instance launcher, Slurm monitor, outbox.
+//! `ucim server`: runs as the unprivileged service user. It answers the Core's system calls, routes user
+//! calls to per-user instances (starting them through one sudo rule), owns the database, watches Slurm
+//! for every tracked job in one batched poll, and delivers job updates to the Core through a durable
+//! outbox.
+
+mod http;
+pub mod instances;
+mod ipc_server;
+pub mod monitor;
+pub mod outbox;
+mod products;
+pub mod users;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use config::Config;
+use tokio::sync::Notify;
+
+pub use products::{job_support, products_v2};
+
+/// Everything the handlers and background tasks share.
+pub struct Server {
+    pub config: Config,
+    pub verifier: auth::TokenVerifier,
+    pub public_key_text: String,
+    pub store: Arc<store::Store>,
+    pub users: users::Users,
+    pub instances: instances::Instances,
+    pub monitor: Arc<monitor::Monitor>,
+    pub outbox_wake: Arc<Notify>,
+    pub core: Arc<core_client::CoreClient>,
+    pub proxy: reqwest::Client,
+}
+
+/// Reads everything the server needs from `config` and the files it names; fails before doing anything
+/// if one of them is missing or malformed.
+pub fn build(config: Config) -> anyhow::Result<Arc<Server>> {
+    let key_path = &config.core.public_key_file;
+    let public_key_text = std::fs::read_to_string(key_path)
+        .with_context(|| format!("cannot read core.public_key_file {}", key_path.display()))?;
+    let key = auth::PublicKey::parse(&public_key_text)
+        .with_context(|| format!("core.public_key_file {} is not a usable RSA public key", key_path.display()))?;
+    let verifier = auth::TokenVerifier::for_core_calls(key, &config.core.issuer);
+    let token_path = &config.core.refresh_token_file;
+    let refresh_token = std::fs::read_to_string(token_path)
+        .with_context(|| format!("cannot read core.refresh_token_file {}", token_path.display()))?;
+    if refresh_token.trim().is_empty() {
+        anyhow::bail!("core.refresh_token_file {} is empty", token_path.display());
+    }
+    if let Some(parent) = config.server.database.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let store = Arc::new(
+        store::Store::open(&config.server.database)
+            .with_context(|| format!("cannot open database {}", config.server.database.display()))?,
+    );
+    let slurm = Arc::new(slurm::SlurmClient::new(
+        config.slurm.bin_dir.clone(),
+        Duration::from_millis(config.slurm.command_timeout_ms),
+    ));
+    let outbox_wake = Arc::new(Notify::new());
+    let monitor = Arc::new(monitor::Monitor::new(store.clone(), slurm, outbox_wake.clone()));
+    let core = Arc::new(core_client::CoreClient::new(&config.core.url, &refresh_token));
+    let users = users::Users::new(store.clone(), config.users.map.clone(), config.server.min_uid);
+    let instances = instances::Instances::new(&config);
+    let proxy = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("HTTP client for instances")?;
+    Ok(Arc::new(Server {
+        config,
+        verifier,
+        public_key_text,
+        store,
+        users,
+        instances,
+        monitor,
+        outbox_wake,
+        core,
+        proxy,
+    }))
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let server = build(config)?;
+    let listener = tokio::net::TcpListener::bind(server.config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", server.config.server.listen))?;
+    let socket = &server.config.server.socket;
+    if let Some(parent) = socket.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let ipc = ipc::Listener::bind(socket).with_context(|| format!("cannot bind {}", socket.display()))?;
+
+    server.monitor.load().context("loading tracked jobs")?;
+    tokio::spawn(ipc_server::serve(server.clone(), ipc));
+    tokio::spawn(server.monitor.clone().run(Duration::from_millis(server.config.slurm.poll_interval_ms)));
+    tokio::spawn(outbox::deliver(server.store.clone(), server.core.clone(), server.outbox_wake.clone()));
+    tokio::spawn(products::register_until_done(server.clone()));
+
+    tracing::info!(
+        provider = server.config.provider_id,
+        listen = %server.config.server.listen,
+        socket = %socket.display(),
+        "ucim server ready"
+    );
+    axum::serve(listener, http::router(server.clone())).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("stopping instances");
+    server.instances.stop_all().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,1 +1,21 @@
 //! Slurm: batch scripts, sbatch/squeue/sacct/scancel with timeouts, output parsing, the batched watcher.
+//!
+//! Speaks only Slurm: it knows nothing of HTTP or UCloud. The server maps [`watch::Phase`] to UCloud states.
+
+mod client;
+mod error;
+mod parse;
+mod script;
+mod state;
+pub mod watch;
+
+/// A Slurm job id as printed by `sbatch --parsable` (never an array task or het component: ucim submits neither).
+pub type SlurmJobId = u64;
+
+pub use client::{parse_sbatch, SlurmClient};
+pub use error::SlurmError;
+pub use parse::{
+    parse_elapsed, parse_sacct, parse_squeue, AcctRow, QueueRow, SACCT_FIELDS, SQUEUE_FORMAT,
+};
+pub use script::{render_script, shell_quote, valid_env_name, ScriptError, ScriptSpec};
+pub use state::{ExitStatus, SlurmState};

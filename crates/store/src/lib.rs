@@ -1,1 +1,294 @@
-//! The server's database: migrations, user map, jobs, the durable outbox. SQLite.
+//! The server's database. SQLite, WAL mode, migrations applied on open.
+//!
+//! The store knows jobs, user mappings and the outbox, but not what a Slurm phase or a UCloud update looks
+//! like: those arrive as opaque text from the server. Every state change of a job and the updates it
+//! causes are written in one transaction, so a crash can never record one without the other.
+
+mod migrations;
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+pub use rusqlite::Error as DbError;
+
+pub type Result<T> = std::result::Result<T, DbError>;
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserMapping {
+    pub ucloud_user: String,
+    pub unix_user: String,
+    pub uid: u32,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub ucloud_id: String,
+    pub ucloud_user: String,
+    pub uid: u32,
+    pub slurm_id: Option<u64>,
+    /// Last known phase, as the server serialised it.
+    pub phase: String,
+    pub cancel_requested: bool,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub job_id: String,
+    pub payload: String,
+    pub attempts: i64,
+}
+
+/// What `insert_job` found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inserted {
+    New,
+    /// The Core retried a create we already accepted.
+    Existing(JobRow),
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        Store::init(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Store> {
+        Store::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a delivered state change must survive power loss, not just a process crash.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::apply(&mut conn)?;
+        Ok(Store { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back), so go on.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---------------------------------------------------------------- users
+
+    pub fn map_user(&self, ucloud_user: &str, unix_user: &str, uid: u32) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO user_map (ucloud_user, unix_user, uid, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(ucloud_user) DO UPDATE SET unix_user = excluded.unix_user, uid = excluded.uid",
+            params![ucloud_user, unix_user, uid, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub fn unmap_user(&self, ucloud_user: &str) -> Result<bool> {
+        Ok(self.conn().execute("DELETE FROM user_map WHERE ucloud_user = ?1", [ucloud_user])? > 0)
+    }
+
+    pub fn user(&self, ucloud_user: &str) -> Result<Option<UserMapping>> {
+        self.conn()
+            .query_row(
+                "SELECT ucloud_user, unix_user, uid, created_at FROM user_map WHERE ucloud_user = ?1",
+                [ucloud_user],
+                user_from_row,
+            )
+            .optional()
+    }
+
+    pub fn users_by_uid(&self, uid: u32) -> Result<Vec<UserMapping>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT ucloud_user, unix_user, uid, created_at FROM user_map WHERE uid = ?1 ORDER BY ucloud_user",
+        )?;
+        let rows = stmt.query_map([uid], user_from_row)?;
+        rows.collect()
+    }
+
+    pub fn users(&self) -> Result<Vec<UserMapping>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT ucloud_user, unix_user, uid, created_at FROM user_map ORDER BY ucloud_user")?;
+        let rows = stmt.query_map([], user_from_row)?;
+        rows.collect()
+    }
+
+    // ---------------------------------------------------------------- jobs
+
+    /// Records that `uid` is about to submit `ucloud_id`, before `sbatch` runs, so a crash in between
+    /// leaves a trace rather than an untracked Slurm job.
+    pub fn insert_job(&self, ucloud_id: &str, ucloud_user: &str, uid: u32, phase: &str) -> Result<Inserted> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if let Some(existing) = tx.query_row(&job_select("WHERE ucloud_id = ?1"), [ucloud_id], job_from_row).optional()? {
+            return Ok(Inserted::Existing(existing));
+        }
+        tx.execute(
+            "INSERT INTO jobs (ucloud_id, ucloud_user, uid, phase, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![ucloud_id, ucloud_user, uid, phase, now_ms()],
+        )?;
+        tx.commit()?;
+        Ok(Inserted::New)
+    }
+
+    /// Submission failed: forget the job (only if it never got a Slurm id).
+    pub fn delete_unsubmitted_job(&self, ucloud_id: &str) -> Result<bool> {
+        Ok(self.conn().execute("DELETE FROM jobs WHERE ucloud_id = ?1 AND slurm_id IS NULL", [ucloud_id])? > 0)
+    }
+
+    pub fn job(&self, ucloud_id: &str) -> Result<Option<JobRow>> {
+        self.conn().query_row(&job_select("WHERE ucloud_id = ?1"), [ucloud_id], job_from_row).optional()
+    }
+
+    /// Jobs with a Slurm id that have not ended: what the monitor watches.
+    pub fn active_jobs(&self) -> Result<Vec<JobRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&job_select("WHERE slurm_id IS NOT NULL AND ended_at IS NULL ORDER BY slurm_id"))?;
+        let rows = stmt.query_map([], job_from_row)?;
+        rows.collect()
+    }
+
+    pub fn jobs_of_uid(&self, uid: u32) -> Result<Vec<JobRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&job_select("WHERE uid = ?1 ORDER BY created_at"))?;
+        let rows = stmt.query_map([uid], job_from_row)?;
+        rows.collect()
+    }
+
+    /// The job was submitted: store its Slurm id and queue the updates that announce it, atomically.
+    pub fn confirm_submission(&self, ucloud_id: &str, slurm_id: u64, updates: &[String]) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE jobs SET slurm_id = ?2 WHERE ucloud_id = ?1 AND slurm_id IS NULL",
+            params![ucloud_id, slurm_id as i64],
+        )?;
+        if changed == 1 {
+            enqueue(&tx, ucloud_id, updates)?;
+        }
+        tx.commit()?;
+        Ok(changed == 1)
+    }
+
+    /// A phase change seen in Slurm: store the new phase (and the end, if it ended) and queue the updates
+    /// for the Core, in one transaction.
+    pub fn record_transition(&self, ucloud_id: &str, phase: &str, ended: bool, updates: &[String]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE jobs SET phase = ?2, ended_at = CASE WHEN ?3 THEN ?4 ELSE ended_at END WHERE ucloud_id = ?1",
+            params![ucloud_id, phase, ended, now_ms()],
+        )?;
+        enqueue(&tx, ucloud_id, updates)?;
+        tx.commit()
+    }
+
+    pub fn set_cancel_requested(&self, ucloud_id: &str) -> Result<()> {
+        self.conn().execute("UPDATE jobs SET cancel_requested = 1 WHERE ucloud_id = ?1", [ucloud_id])?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- outbox
+
+    /// Undelivered updates, oldest first.
+    pub fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, job_id, payload, attempts FROM outbox
+             WHERE delivered_at IS NULL AND dead_reason IS NULL ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(OutboxRow { seq: r.get(0)?, job_id: r.get(1)?, payload: r.get(2)?, attempts: r.get(3)? })
+        })?;
+        rows.collect()
+    }
+
+    pub fn outbox_delivered(&self, seqs: &[i64]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        for seq in seqs {
+            tx.execute("UPDATE outbox SET delivered_at = ?2 WHERE seq = ?1", params![seq, now])?;
+        }
+        tx.commit()
+    }
+
+    pub fn outbox_attempted(&self, seqs: &[i64]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for seq in seqs {
+            tx.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", [seq])?;
+        }
+        tx.commit()
+    }
+
+    /// The Core will never accept updates for this job (it does not know it): park them with a reason.
+    pub fn outbox_give_up_job(&self, job_id: &str, reason: &str) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE outbox SET dead_reason = ?2 WHERE job_id = ?1 AND delivered_at IS NULL AND dead_reason IS NULL",
+            params![job_id, reason],
+        )?)
+    }
+
+    pub fn outbox_counts(&self) -> Result<(i64, i64, i64)> {
+        self.conn().query_row(
+            "SELECT COUNT(*) FILTER (WHERE delivered_at IS NULL AND dead_reason IS NULL),
+                    COUNT(*) FILTER (WHERE delivered_at IS NOT NULL),
+                    COUNT(*) FILTER (WHERE dead_reason IS NOT NULL) FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+    }
+}
+
+fn enqueue(tx: &rusqlite::Transaction<'_>, job_id: &str, updates: &[String]) -> Result<()> {
+    let now = now_ms();
+    for payload in updates {
+        tx.execute(
+            "INSERT INTO outbox (job_id, payload, created_at) VALUES (?1, ?2, ?3)",
+            params![job_id, payload, now],
+        )?;
+    }
+    Ok(())
+}
+
+fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserMapping> {
+    Ok(UserMapping { ucloud_user: r.get(0)?, unix_user: r.get(1)?, uid: r.get(2)?, created_at: r.get(3)? })
+}
+
+fn job_select(tail: &str) -> String {
+    format!(
+        "SELECT ucloud_id, ucloud_user, uid, slurm_id, phase, cancel_requested, created_at, ended_at FROM jobs {tail}"
+    )
+}
+
+fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    Ok(JobRow {
+        ucloud_id: r.get(0)?,
+        ucloud_user: r.get(1)?,
+        uid: r.get(2)?,
+        slurm_id: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+        phase: r.get(4)?,
+        cancel_requested: r.get(5)?,
+        created_at: r.get(6)?,
+        ended_at: r.get(7)?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

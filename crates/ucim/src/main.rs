@@ -1,1 +1,149 @@
-fn main() {}
+//! The ucim binary: `server` (the service), `user` (a per-user instance, started by the server through
+//! sudo), and `admin` (operator commands over the server's socket).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use ipc::{Request, Response};
+
+#[derive(Parser)]
+#[command(name = "ucim", version, about = "UCloud integration module for Slurm clusters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (as the service user, never as root).
+    Server {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Run a per-user instance. Started by the server through sudo; reads its bootstrap from stdin.
+    User,
+    /// Show one of your own UCloud jobs: its Slurm id and whether it ended. Answers only for the caller's jobs.
+    Job {
+        #[arg(long, default_value = "/run/ucim/ucim.sock")]
+        socket: PathBuf,
+        ucloud_id: String,
+    },
+    /// Operator commands, sent to the running server over its socket (as root or the service user).
+    Admin {
+        /// The server's socket (`server.socket` in the config).
+        #[arg(long, default_value = "/run/ucim/ucim.sock")]
+        socket: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Map a UCloud user to an existing unix user.
+    Map { ucloud_user: String, unix_user: String },
+    /// Remove a mapping made with `map`.
+    Unmap { ucloud_user: String },
+    /// List user mappings.
+    Users,
+    /// List running instances.
+    Instances,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Server { config } => {
+                refuse_root("ucim server")?;
+                server::run(&config).await
+            }
+            Command::User => {
+                refuse_root("ucim user")?;
+                instance::run().await
+            }
+            Command::Job { socket, ucloud_id } => show_job(&socket, ucloud_id).await,
+            Command::Admin { socket, json, command } => admin(&socket, json, command).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("ucim: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("UCIM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// The module runs beside root, never as root: a bug in it must not be a root bug.
+fn refuse_root(what: &str) -> anyhow::Result<()> {
+    if nix::unistd::geteuid().is_root() || nix::unistd::getuid().is_root() {
+        bail!("{what} refuses to run as root; run it as the service user (see README)");
+    }
+    Ok(())
+}
+
+async fn connect(socket: &std::path::Path) -> anyhow::Result<ipc::Connection> {
+    ipc::Connection::connect(socket)
+        .await
+        .with_context(|| format!("cannot reach the ucim server at {} (is it running?)", socket.display()))
+}
+
+async fn show_job(socket: &std::path::Path, ucloud_id: String) -> anyhow::Result<()> {
+    match connect(socket).await?.call(&Request::LookupJob { ucloud_id }).await? {
+        Response::Job(job) => {
+            let slurm = job.slurm_id.map(|id| id.to_string()).unwrap_or_else(|| "-".into());
+            println!("ucloud job {}  user {}  slurm job {}  {}", job.ucloud_id, job.ucloud_user, slurm, if job.ended { "ended" } else { "active" });
+            Ok(())
+        }
+        Response::Error { message } => bail!("{message}"),
+        other => bail!("unexpected answer: {other:?}"),
+    }
+}
+
+async fn admin(socket: &std::path::Path, json: bool, command: AdminCommand) -> anyhow::Result<()> {
+    let request = match &command {
+        AdminCommand::Map { ucloud_user, unix_user } => {
+            Request::MapUser { ucloud_user: ucloud_user.clone(), unix_user: unix_user.clone() }
+        }
+        AdminCommand::Unmap { ucloud_user } => Request::UnmapUser { ucloud_user: ucloud_user.clone() },
+        AdminCommand::Users => Request::ListUsers,
+        AdminCommand::Instances => Request::ListInstances,
+    };
+    match connect(socket).await?.call(&request).await? {
+        Response::Ok => {
+            if json {
+                println!("{{}}");
+            } else {
+                println!("ok");
+            }
+        }
+        Response::Users(users) if json => println!("{}", serde_json::to_string_pretty(&users)?),
+        Response::Users(users) => {
+            println!("{:<32} {:<16} {:>8}  SOURCE", "UCLOUD USER", "UNIX USER", "UID");
+            for u in users {
+                println!("{:<32} {:<16} {:>8}  {}", u.ucloud_user, u.unix_user, u.uid, u.source);
+            }
+        }
+        Response::Instances(list) if json => println!("{}", serde_json::to_string_pretty(&list)?),
+        Response::Instances(list) => {
+            println!("{:<16} {:>8} {:>6} {:>8}", "UNIX USER", "UID", "PORT", "PID");
+            for i in list {
+                let pid = i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+                println!("{:<16} {:>8} {:>6} {:>8}", i.unix_user, i.uid, i.port, pid);
+            }
+        }
+        Response::Error { message } => bail!("{message}"),
+        other => bail!("unexpected answer: {other:?}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+use super::*;
+
+const GOOD: &str = r#"
+provider_id = "hpc"
+
+[core]
+url = "http://127.0.0.1:8888"
+public_key_file = "/etc/ucim/ucloud_key.pub"
+refresh_token_file = "/etc/ucim/refresh_token"
+
+[server]
+listen = "127.0.0.1:8889"
+
+[products.cpu-1]
+category = "cpu"
+partition = "cpu"
+cpus = 1
+memory_gb = 1
+price = 1
+
+[applications.print-id]
+script = "id"
+
+[users.map]
+"alice#1234" = "alice"
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/ucim/config.toml"))
+}
+
+#[test]
+fn good_config_parses_with_defaults() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.core.issuer, "cloud.sdu.dk");
+    assert_eq!(c.server.first_instance_port, 42000);
+    assert_eq!(c.server.min_uid, 1000);
+    assert_eq!(c.products["cpu-1"].partition, "cpu");
+    assert_eq!(c.users.map["alice#1234"], "alice");
+}
+
+#[test]
+fn missing_key_names_the_file_and_key() {
+    let text = GOOD.replace("partition = \"cpu\"\n", "");
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.key, "products.cpu-1");
+    assert!(e.problem.contains("partition"), "{e}");
+    assert!(e.to_string().starts_with("config /etc/ucim/config.toml: key `products.cpu-1`"), "{e}");
+}
+
+#[test]
+fn unknown_key_is_an_error() {
+    let text = GOOD.replace("cpus = 1", "cpus = 1\ncpu = 2");
+    let e = parse(&text).unwrap_err();
+    assert!(e.problem.contains("unknown field `cpu`"), "{e}");
+    assert!(e.problem.contains("line"), "{e}");
+}
+
+#[test]
+fn wrong_type_is_an_error() {
+    let e = parse(&GOOD.replace("cpus = 1", "cpus = \"one\"")).unwrap_err();
+    assert_eq!(e.key, "products.cpu-1.cpus");
+}
+
+#[test]
+fn semantic_errors_name_the_key() {
+    let cases = [
+        ("cpus = 1", "cpus = 0", "products.cpu-1.cpus"),
+        ("provider_id = \"hpc\"", "provider_id = \"h p c\"", "provider_id"),
+        ("url = \"http://127.0.0.1:8888\"", "url = \"ftp://x\"", "core.url"),
+        ("listen = \"127.0.0.1:8889\"", "listen = \"127.0.0.1:8889\"\nmin_uid = 0", "server.min_uid"),
+        ("listen = \"127.0.0.1:8889\"", "listen = \"127.0.0.1:8889\"\njob_root = \"../x\"", "server.job_root"),
+        ("listen = \"127.0.0.1:8889\"", "listen = \"127.0.0.1:8889\"\ninstance_command = \"ucim\"", "server.instance_command"),
+        ("\"alice#1234\" = \"alice\"", "\"alice#1234\" = \"Alice; rm\"", "users.map.\"alice#1234\""),
+        ("script = \"id\"", "script = \"  \"", "applications.print-id.script"),
+    ];
+    for (from, to, key) in cases {
+        let e = parse(&GOOD.replace(from, to)).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+    }
+}
+
+#[test]
+fn bad_listen_address_is_an_error() {
+    let e = parse(&GOOD.replace("127.0.0.1:8889", "nowhere")).unwrap_err();
+    assert_eq!(e.key, "server.listen");
+}
+
+#[test]
+fn unreadable_file_is_an_error() {
+    let e = Config::load(Path::new("/nonexistent/ucim.toml")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/ucim.toml: cannot read"), "{e}");
+}
+
+#[test]
+fn unix_names() {
+    assert!(valid_unix_name("alice"));
+    assert!(valid_unix_name("a_b-1"));
+    assert!(!valid_unix_name("Alice"));
+    assert!(!valid_unix_name("1abc"));
+    assert!(!valid_unix_name("-rf"));
+    assert!(!valid_unix_name(""));
+    assert!(!valid_unix_name("a b"));
+}

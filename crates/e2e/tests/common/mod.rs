@@ -1,0 +1,262 @@
+//! A whole stack for one test: the stand-in Core in this process, and the real `ucim server` (the
+//! installed binary) as the service user `ucloud`, with real Slurm, users and sudo. Needs root and
+//! `dev/setup.sh` (which `dev/test.sh` runs); without `UCIM_E2E=1` the tests say so and do nothing.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use protocol::{JobState, ProductReference, SimpleDuration};
+use serde_json::{json, Map, Value};
+use ucloud_sim::{Sim, SimConfig};
+
+pub const UCIM: &str = "/usr/local/lib/ucim/ucim";
+pub const PROVIDER: &str = "e2e";
+
+pub fn enabled() -> bool {
+    if std::env::var("UCIM_E2E").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("UCIM_E2E is not 1: end-to-end test not run (use dev/test.sh)");
+    false
+}
+
+pub struct Stack {
+    pub name: String,
+    pub sim: Sim,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub socket: PathBuf,
+    pub provider_url: String,
+    pub job_root: String,
+    server: Option<Child>,
+}
+
+fn chown_ucloud(path: &Path) {
+    let ok = Command::new("chown").args(["ucloud:ucloud"]).arg(path).status().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "chown ucloud {}", path.display());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn uid_of(user: &str) -> u32 {
+    let out = Command::new("id").args(["-u", user]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+pub fn home_of(user: &str) -> PathBuf {
+    let out = Command::new("getent").args(["passwd", user]).output().unwrap();
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().split(':').nth(5).unwrap())
+}
+
+impl Stack {
+    /// `port_base`: first instance port; each test uses its own range so tests can run in parallel.
+    pub async fn start(name: &str, port_base: u16) -> Stack {
+        let dir = PathBuf::from(format!("/tmp/ucim-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["", "sim", "db", "run"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        chown_ucloud(&dir.join("db"));
+        chown_ucloud(&dir.join("run"));
+        let refresh_token = format!("refresh-{name}-{}", std::process::id());
+        let provider_port = free_port();
+        let provider_url = format!("http://127.0.0.1:{provider_port}");
+        let sim = Sim::start(SimConfig {
+            provider_id: PROVIDER.into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            provider_url: provider_url.clone(),
+            key_dir: dir.join("sim"),
+            refresh_token: refresh_token.clone(),
+            issuer: "cloud.sdu.dk".into(),
+        })
+        .await
+        .unwrap();
+        // What an operator installs from UCloud: the public key as base64 DER, the refresh token 0600.
+        std::fs::copy(sim.public_key_b64_path(), dir.join("ucloud_key.pub")).unwrap();
+        let token_path = dir.join("refresh_token");
+        std::fs::write(&token_path, &refresh_token).unwrap();
+        std::fs::set_permissions(&token_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        chown_ucloud(&token_path);
+
+        let socket = dir.join("run/ucim.sock");
+        let job_root = format!("ucloud-jobs/e2e-{name}");
+        let config = format!(
+            r#"provider_id = "{PROVIDER}"
+
+[core]
+url = "{sim_url}"
+public_key_file = "{dir}/ucloud_key.pub"
+refresh_token_file = "{dir}/refresh_token"
+
+[server]
+listen = "127.0.0.1:{provider_port}"
+database = "{dir}/db/ucim.sqlite3"
+socket = "{socket}"
+first_instance_port = {port_base}
+max_instances = 20
+job_root = "{job_root}"
+
+[slurm]
+poll_interval_ms = 300
+
+[products.cpu-1]
+category = "cpu"
+partition = "cpu"
+cpus = 1
+memory_gb = 1
+price = 1
+
+[applications.print-id]
+script = '''
+id
+sleep "${{UCLOUD_PARAM_seconds:-0}}"
+'''
+
+[applications.exit-code]
+script = 'exit "$UCLOUD_PARAM_code"'
+
+[applications.echo]
+script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
+"#,
+            sim_url = sim.url(),
+            dir = dir.display(),
+            socket = socket.display(),
+        );
+        let config_path = dir.join("config.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut stack = Stack {
+            name: name.into(),
+            sim,
+            dir,
+            config_path,
+            socket,
+            provider_url,
+            job_root,
+            server: None,
+        };
+        stack.start_server().await;
+        stack
+    }
+
+    /// Starts `ucim server` as the service user and waits until its socket answers.
+    pub async fn start_server(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.log")).unwrap();
+        let child = Command::new("runuser")
+            .args(["-u", "ucloud", "--", UCIM, "server", "--config"])
+            .arg(&self.config_path)
+            .env("UCIM_LOG", "info,ucim=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.server = Some(child);
+        for _ in 0..200 {
+            if self.admin(&["users"]).status.success() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("ucim server did not come up; log:\n{}", self.server_log());
+    }
+
+    pub fn kill_server(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            // runuser's child is the server: kill the whole process group member by pid of the server.
+            let _ = Command::new("pkill").args(["-KILL", "-f", &format!("{UCIM} server --config {}", self.config_path.display())]).status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn admin(&self, args: &[&str]) -> Output {
+        Command::new(UCIM).arg("admin").arg("--socket").arg(&self.socket).args(args).output().unwrap()
+    }
+
+    /// Runs `ucim ARGS` as `user`.
+    pub fn ucim_as(&self, user: &str, args: &[&str]) -> Output {
+        Command::new("runuser").args(["-u", user, "--", UCIM]).args(args).output().unwrap()
+    }
+
+    pub fn map(&self, ucloud_user: &str, unix_user: &str) {
+        let out = self.admin(&["map", ucloud_user, unix_user]);
+        assert!(out.status.success(), "map failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn product() -> ProductReference {
+        ProductReference { id: "cpu-1".into(), category: "cpu".into(), provider: PROVIDER.into() }
+    }
+
+    /// Builds and sends `jobs.create` as the Core would; returns the job id and the provider's answer.
+    pub async fn submit(&self, user: &str, app: &str, params: Value, minutes: i64) -> (String, ucloud_sim::CallResult) {
+        let params: Map<String, Value> = params.as_object().cloned().unwrap_or_default();
+        let job = self.sim.new_job(user, Self::product(), app, params, Some(SimpleDuration { hours: 0, minutes, seconds: 0 }));
+        let id = job["id"].as_str().unwrap().to_string();
+        let result = self.sim.create_job(&job).await.unwrap();
+        (id, result)
+    }
+
+    pub async fn wait_state(&self, job: &str, state: JobState, secs: u64) {
+        if let Err(e) = self.sim.wait_for_state(job, state, Duration::from_secs(secs)).await {
+            panic!("job {job} did not reach {state:?}: {e}\nserver log:\n{}", self.server_log());
+        }
+    }
+
+    /// States applied by the Core, in order, each change once.
+    pub fn states(&self, job: &str) -> Vec<JobState> {
+        let mut out: Vec<JobState> = Vec::new();
+        for u in self.sim.job_updates(job) {
+            if let Some(s) = u.state {
+                if out.last() != Some(&s) {
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn job_dir(&self, user: &str, job: &str) -> PathBuf {
+        home_of(user).join(&self.job_root).join(job)
+    }
+
+    pub fn slurm_id(&self, job: &str) -> u64 {
+        // The provider's answer to create carried the Slurm id; the sim keeps it as providerGeneratedId.
+        let j = self.sim.job(job).expect("job known to the Core");
+        j["providerGeneratedId"].as_str().and_then(|s| s.parse().ok()).expect("providerGeneratedId")
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.kill_server();
+        self.sim.shutdown();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("kept {} for inspection", self.dir.display());
+        }
+    }
+}
+
+pub fn squeue_state(slurm_id: u64) -> String {
+    let out = Command::new("squeue").args(["-h", "-t", "all", "-j", &slurm_id.to_string(), "-o", "%T"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn text(v: &str) -> Value {
+    json!({"type": "text", "value": v})
+}
+
+pub fn int(v: i64) -> Value {
+    json!({"type": "integer", "value": v})
+}

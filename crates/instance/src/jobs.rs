@@ -1,0 +1,198 @@
+//! `jobs.create` and `jobs.terminate`, as the user.
+//!
+//! A request is validated completely before anything reaches Slurm. The server is told about a job
+//! before `sbatch` runs (so a crash cannot leave an untracked Slurm job) and after (with the Slurm id).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use axum::response::Response;
+use http_api::{ok_json, parse_json, ApiError};
+use ipc::{Request, Response as IpcResponse};
+use protocol::{BulkRequest, BulkResponse, Empty, FindByStringId, Job};
+use serde_json::Value;
+
+use crate::Instance;
+
+/// Parameters the Core injects that are not the application's.
+const CORE_INJECTED: &[&str] = &["ucMetricSampleRate"];
+
+/// What a valid `jobs.create` item becomes.
+#[derive(Debug, PartialEq)]
+pub struct Submission {
+    pub ucloud_id: String,
+    pub sbatch_args: Vec<String>,
+    pub script: slurm::ScriptSpec,
+}
+
+pub async fn create(me: &Instance, user: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let request: BulkRequest<Job> = parse_json(body)?;
+    if request.items.is_empty() {
+        return Err(ApiError::bad_request("No jobs in the request"));
+    }
+    let mut responses = Vec::with_capacity(request.items.len());
+    for job in &request.items {
+        let id = create_one(me, user, job).await?;
+        responses.push(FindByStringId { id: id.to_string() });
+    }
+    Ok(ok_json(&BulkResponse::new(responses)))
+}
+
+async fn create_one(me: &Instance, user: &str, job: &Job) -> Result<u64, ApiError> {
+    let dir = me.home.join(&me.setup.job_root).join(&job.id);
+    let submission = validate(me, job, &dir)?;
+    match me.ask(&Request::RegisterJob { ucloud_id: job.id.clone(), ucloud_user: user.to_string() }).await? {
+        IpcResponse::Ok => {}
+        IpcResponse::AlreadySubmitted { slurm_id } => return Ok(slurm_id),
+        IpcResponse::Error { message } => return Err(ApiError::forbidden(message)),
+        other => return Err(ApiError::internal("unexpected server answer to RegisterJob", format!("{other:?}"))),
+    }
+    match submit(me, &submission, &dir).await {
+        Ok(slurm_id) => {
+            match me.ask(&Request::ConfirmJob { ucloud_id: job.id.clone(), slurm_id }).await? {
+                IpcResponse::Ok => {}
+                other => tracing::error!(slurm_id, "server did not confirm job {}: {other:?}", job.id),
+            }
+            tracing::info!(job = job.id, slurm_id, "submitted");
+            Ok(slurm_id)
+        }
+        Err(e) => {
+            if let Err(abort) = me.ask(&Request::AbortJob { ucloud_id: job.id.clone() }).await {
+                tracing::error!("could not withdraw job {}: {}", job.id, abort.why);
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn submit(me: &Instance, submission: &Submission, dir: &Path) -> Result<u64, ApiError> {
+    let text = slurm::render_script(&submission.script).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(|e| ApiError::internal("cannot create the job folder", e))?;
+    // The job folder is the user's; others in their group may read outputs, nobody else.
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750));
+    let script = dir.join("job.sh");
+    std::fs::write(&script, text).map_err(|e| ApiError::internal("cannot write the job script", e))?;
+    me.slurm
+        .sbatch(&submission.sbatch_args, &script)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("Slurm refused the job: {e}")))
+}
+
+/// Checks a job against the products and applications this provider offers and turns it into an
+/// `sbatch` call. Pure: nothing is touched.
+pub fn validate(me: &Instance, job: &Job, dir: &Path) -> Result<Submission, ApiError> {
+    let setup = &me.setup;
+    if !valid_job_id(&job.id) {
+        return Err(ApiError::bad_request("Malformed job id"));
+    }
+    let spec = &job.specification;
+    let product = setup
+        .products
+        .get(&spec.product.id)
+        .filter(|p| p.category == spec.product.category && spec.product.provider == setup.provider_id)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Unknown product {}/{} at provider {}",
+                spec.product.category, spec.product.id, spec.product.provider
+            ))
+        })?;
+    let app = setup.applications.get(&spec.application.name).ok_or_else(|| {
+        ApiError::bad_request(format!("Application '{}' is not available at this provider", spec.application.name))
+    })?;
+    if !(1..=64).contains(&spec.replicas) {
+        return Err(ApiError::bad_request(format!("replicas must be between 1 and 64, not {}", spec.replicas)));
+    }
+    let seconds = spec
+        .time_allocation
+        .map(|t| t.total_seconds())
+        .ok_or_else(|| ApiError::bad_request("A time allocation is required for Slurm jobs"))?;
+    if seconds <= 0 || seconds > 365 * 24 * 3600 {
+        return Err(ApiError::bad_request("The time allocation must be positive and at most a year"));
+    }
+    let minutes = (seconds + 59) / 60;
+
+    let mut env = vec![("UCLOUD_JOB_ID".to_string(), job.id.clone())];
+    for (name, value) in &spec.parameters {
+        if CORE_INJECTED.contains(&name.as_str()) {
+            continue;
+        }
+        if !slurm::valid_env_name(name) || name.len() > 64 {
+            return Err(ApiError::bad_request(format!("Parameter name '{name}' is not allowed")));
+        }
+        let text = match (value.kind.as_str(), &value.value) {
+            ("text" | "textarea", Value::String(s)) => s.clone(),
+            ("integer", Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+            ("floating_point", Value::Number(n)) => n.to_string(),
+            ("boolean", Value::Bool(b)) => b.to_string(),
+            (kind @ ("text" | "textarea" | "integer" | "floating_point" | "boolean"), v) => {
+                return Err(ApiError::bad_request(format!("Parameter '{name}' of type {kind} has a malformed value {v}")));
+            }
+            (kind, _) => {
+                return Err(ApiError::bad_request(format!("Parameter '{name}': type '{kind}' is not supported here yet")));
+            }
+        };
+        if text.contains('\0') || text.len() > 64 * 1024 {
+            return Err(ApiError::bad_request(format!("Parameter '{name}' has a value that cannot be passed to a job")));
+        }
+        env.push((format!("UCLOUD_PARAM_{name}"), text));
+    }
+
+    let mut args = vec![
+        format!("--job-name=ucloud-{}", job.id),
+        format!("--partition={}", product.partition),
+        format!("--nodes={}", spec.replicas),
+        format!("--cpus-per-task={}", product.cpus),
+        format!("--mem={}G", product.memory_gb),
+        format!("--time={minutes}"),
+        format!("--chdir={}", dir.display()),
+        format!("--output={}", dir.join("stdout.txt").display()),
+        format!("--error={}", dir.join("stderr.txt").display()),
+    ];
+    if product.gpus > 0 {
+        args.push(format!("--gres=gpu:{}", product.gpus));
+    }
+    if let Some(account) = &setup.slurm.account {
+        args.push(format!("--account={account}"));
+    }
+    Ok(Submission {
+        ucloud_id: job.id.clone(),
+        sbatch_args: args,
+        script: slurm::ScriptSpec { directives: Vec::new(), env, body: app.script.clone() },
+    })
+}
+
+/// Job ids become folder names: only plain ids are accepted.
+fn valid_job_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+pub async fn terminate(me: &Instance, _user: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let request: BulkRequest<Job> = parse_json(body)?;
+    let mut responses = Vec::with_capacity(request.items.len());
+    for job in &request.items {
+        if !valid_job_id(&job.id) {
+            return Err(ApiError::bad_request("Malformed job id"));
+        }
+        // The server answers only for jobs our uid owns: another user's job is "not found" here.
+        let info = match me.ask(&Request::LookupJob { ucloud_id: job.id.clone() }).await? {
+            IpcResponse::Job(info) => info,
+            IpcResponse::Error { message } => return Err(ApiError::not_found(message)),
+            other => return Err(ApiError::internal("unexpected server answer to LookupJob", format!("{other:?}"))),
+        };
+        if let (false, Some(slurm_id)) = (info.ended, info.slurm_id) {
+            me.ask(&Request::RequestCancel { ucloud_id: job.id.clone() }).await?;
+            me.slurm
+                .scancel(slurm_id)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("Could not cancel job {}: {e}", job.id)))?;
+            tracing::info!(job = job.id, slurm_id, "cancel requested");
+        }
+        responses.push(Empty {});
+    }
+    Ok(ok_json(&BulkResponse::new(responses)))
+}
+
+/// Where a job's files go (used by tests and the demo to find outputs).
+pub fn job_dir(home: &Path, job_root: &str, job_id: &str) -> PathBuf {
+    home.join(job_root).join(job_id)
+}

@@ -1,0 +1,95 @@
+//! What the server, its instances and `ucim admin` say to each other.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything an instance needs to serve its user. Sent by the server after the instance proved, with the
+/// launch nonce and its uid, that it is the process the server started.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InstanceSetup {
+    pub port: u16,
+    /// The UCloud users this instance serves (all mapped to the instance's uid).
+    pub ucloud_users: Vec<String>,
+    pub provider_id: String,
+    pub issuer: String,
+    /// The Core's public key, as configured (PEM or base64 DER).
+    pub public_key: String,
+    pub products: BTreeMap<String, config::Product>,
+    pub applications: BTreeMap<String, config::Application>,
+    pub slurm: config::SlurmConfig,
+    pub job_root: String,
+}
+
+/// Written by the server on the instance's stdin at launch: where to connect and the one-time nonce that
+/// proves the connection comes from the launched process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Bootstrap {
+    pub socket: std::path::PathBuf,
+    pub nonce: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Instance → server, first message on its control connection.
+    Hello { nonce: String },
+    /// Instance → server: listening; the connection stays open as long as the instance lives.
+    Ready { port: u16 },
+    /// Instance → server, before `sbatch`: claim `ucloud_id` for `ucloud_user` (who must map to the peer uid).
+    RegisterJob { ucloud_id: String, ucloud_user: String },
+    /// Instance → server, after `sbatch`.
+    ConfirmJob { ucloud_id: String, slurm_id: u64 },
+    /// Instance → server: `sbatch` failed; forget the claim.
+    AbortJob { ucloud_id: String },
+    /// Instance → server: the Slurm id of a job the peer uid owns.
+    LookupJob { ucloud_id: String },
+    /// Instance → server: the user asked UCloud to stop this job (so CANCELLED means "by the user").
+    RequestCancel { ucloud_id: String },
+    /// Admin (uid 0 or the service user): map a UCloud user to a unix user.
+    MapUser { ucloud_user: String, unix_user: String },
+    /// Admin: remove a mapping.
+    UnmapUser { ucloud_user: String },
+    /// Admin: list mappings.
+    ListUsers,
+    /// Admin: the running instances.
+    ListInstances,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Ok,
+    Setup(Box<InstanceSetup>),
+    /// `RegisterJob` found the job already submitted (the Core retried).
+    AlreadySubmitted { slurm_id: u64 },
+    Job(JobInfo),
+    Users(Vec<UserInfo>),
+    Instances(Vec<InstanceInfo>),
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobInfo {
+    pub ucloud_id: String,
+    pub ucloud_user: String,
+    pub slurm_id: Option<u64>,
+    pub ended: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserInfo {
+    pub ucloud_user: String,
+    pub unix_user: String,
+    pub uid: u32,
+    /// "admin" (made with `ucim admin map`) or "config".
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InstanceInfo {
+    pub unix_user: String,
+    pub uid: u32,
+    pub port: u16,
+    pub pid: Option<i32>,
+}

@@ -1,0 +1,191 @@
+//! The server's side of the unix socket. Every request is authorised from the peer uid the kernel
+//! reports, never from anything in the message.
+
+use std::sync::Arc;
+
+use ipc::{Connection, JobInfo, PeerCred, Request, Response};
+use store::Inserted;
+
+use crate::instances::Handshake;
+use crate::monitor::{phase_to_text, submitted_update};
+use crate::Server;
+
+pub async fn serve(server: Arc<Server>, listener: ipc::Listener) {
+    loop {
+        match listener.accept().await {
+            Ok((conn, peer)) => {
+                tokio::spawn(connection(server.clone(), conn, peer));
+            }
+            Err(e) => {
+                tracing::warn!("ipc accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connection(server: Arc<Server>, mut conn: Connection, peer: PeerCred) {
+    // A launched instance's control connection: Hello, Ready, then silence until it exits.
+    let mut control: Option<String> = None;
+    loop {
+        let request = match conn.receive::<Request>().await {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(uid = peer.uid, "ipc: bad request: {e}");
+                break;
+            }
+        };
+        let response = match request {
+            Request::Hello { nonce } => match server.instances.hello(&nonce, peer.uid) {
+                Handshake::Accepted(setup) => {
+                    control = Some(nonce);
+                    Response::Setup(Box::new(setup))
+                }
+                Handshake::Refused(why) => Response::Error { message: why },
+            },
+            Request::Ready { port } => match &control {
+                Some(nonce) if server.instances.ready(nonce, peer.uid, port) => Response::Ok,
+                _ => Response::Error { message: "Ready without a valid Hello".into() },
+            },
+            other => handle(&server, peer, other).await,
+        };
+        if conn.send(&response).await.is_err() {
+            break;
+        }
+    }
+    if let Some(nonce) = control {
+        server.instances.exited(peer.uid, &nonce).await;
+    }
+}
+
+fn error(message: impl Into<String>) -> Response {
+    Response::Error { message: message.into() }
+}
+
+/// uid 0 and the service user itself may administer.
+fn is_admin(peer: PeerCred) -> bool {
+    peer.uid == 0 || peer.uid == nix::unistd::geteuid().as_raw()
+}
+
+pub async fn handle(server: &Server, peer: PeerCred, request: Request) -> Response {
+    let store = &server.store;
+    match request {
+        Request::Hello { .. } | Request::Ready { .. } => error("unexpected handshake message"),
+        Request::RegisterJob { ucloud_id, ucloud_user } => {
+            if !server.users.maps_to(&ucloud_user, peer.uid) {
+                tracing::warn!(uid = peer.uid, ucloud_user, "refused to register a job for another user");
+                return error(format!("{ucloud_user} is not mapped to uid {}", peer.uid));
+            }
+            match store.insert_job(&ucloud_id, &ucloud_user, peer.uid, &phase_to_text(&slurm::watch::Phase::Queued)) {
+                Ok(Inserted::New) => Response::Ok,
+                Ok(Inserted::Existing(row)) if row.uid != peer.uid => error(format!("Job {ucloud_id} belongs to someone else")),
+                Ok(Inserted::Existing(row)) => match row.slurm_id {
+                    Some(slurm_id) => Response::AlreadySubmitted { slurm_id },
+                    None => Response::Ok,
+                },
+                Err(e) => internal(e),
+            }
+        }
+        Request::ConfirmJob { ucloud_id, slurm_id } => {
+            match own_job(server, peer, &ucloud_id) {
+                Ok(_) => {}
+                Err(r) => return r,
+            }
+            let update = serde_json::to_string(&submitted_update(slurm_id)).expect("update serialises");
+            match store.confirm_submission(&ucloud_id, slurm_id, &[update]) {
+                Ok(true) => {
+                    server.monitor.track(slurm_id, &ucloud_id);
+                    server.outbox_wake.notify_one();
+                    Response::Ok
+                }
+                Ok(false) => error(format!("Job {ucloud_id} was already confirmed")),
+                Err(e) => internal(e),
+            }
+        }
+        Request::AbortJob { ucloud_id } => match own_job(server, peer, &ucloud_id) {
+            Ok(_) => match store.delete_unsubmitted_job(&ucloud_id) {
+                Ok(_) => Response::Ok,
+                Err(e) => internal(e),
+            },
+            Err(r) => r,
+        },
+        Request::LookupJob { ucloud_id } => match own_job(server, peer, &ucloud_id) {
+            Ok(row) => Response::Job(JobInfo {
+                ucloud_id: row.ucloud_id,
+                ucloud_user: row.ucloud_user,
+                slurm_id: row.slurm_id,
+                ended: row.ended_at.is_some(),
+            }),
+            Err(r) => r,
+        },
+        Request::RequestCancel { ucloud_id } => match own_job(server, peer, &ucloud_id) {
+            Ok(_) => match store.set_cancel_requested(&ucloud_id) {
+                Ok(()) => Response::Ok,
+                Err(e) => internal(e),
+            },
+            Err(r) => r,
+        },
+        Request::MapUser { ucloud_user, unix_user } => {
+            if !is_admin(peer) {
+                return error("only root or the service user may map users");
+            }
+            if ucloud_user.is_empty() || ucloud_user.len() > 256 || ucloud_user.chars().any(char::is_control) {
+                return error("malformed UCloud username");
+            }
+            if !config::valid_unix_name(&unix_user) {
+                return error(format!("'{unix_user}' is not a valid unix user name"));
+            }
+            match server.users.account_uid(&unix_user) {
+                Ok(uid) => match store.map_user(&ucloud_user, &unix_user, uid) {
+                    Ok(()) => {
+                        tracing::info!(ucloud_user, unix_user, uid, by = peer.uid, "user mapped");
+                        Response::Ok
+                    }
+                    Err(e) => internal(e),
+                },
+                Err(refusal) => error(format!("cannot map {ucloud_user}: {refusal}")),
+            }
+        }
+        Request::UnmapUser { ucloud_user } => {
+            if !is_admin(peer) {
+                return error("only root or the service user may unmap users");
+            }
+            match store.unmap_user(&ucloud_user) {
+                Ok(true) => Response::Ok,
+                Ok(false) => error(format!("{ucloud_user} is not mapped")),
+                Err(e) => internal(e),
+            }
+        }
+        Request::ListUsers => {
+            if !is_admin(peer) {
+                return error("only root or the service user may list users");
+            }
+            Response::Users(server.users.list())
+        }
+        Request::ListInstances => {
+            if !is_admin(peer) {
+                return error("only root or the service user may list instances");
+            }
+            Response::Instances(server.instances.list().await)
+        }
+    }
+}
+
+/// The job row, if the peer owns it. Another user's job and a missing job get the same answer, so the
+/// socket cannot be used to probe for job ids.
+fn own_job(server: &Server, peer: PeerCred, ucloud_id: &str) -> Result<store::JobRow, Response> {
+    match server.store.job(ucloud_id) {
+        Ok(Some(row)) if row.uid == peer.uid => Ok(row),
+        Ok(_) => {
+            tracing::warn!(uid = peer.uid, job = ucloud_id, "job lookup refused or not found");
+            Err(error(format!("Job {ucloud_id} not found")))
+        }
+        Err(e) => Err(internal(e)),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!("ipc: database error: {e}");
+    error("internal error in the ucim server")
+}

@@ -1,0 +1,80 @@
+//! Delivers queued job updates to the Core, oldest first, one batch at a time, retrying with backoff.
+//! A row is marked delivered only after the Core accepted it, so a crash or a Core outage loses nothing;
+//! redelivery after a crash is harmless because state updates carry `expectedDifferentState`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use core_client::{unknown_job_in, CoreClient, CoreError};
+use protocol::{JobUpdate, JobUpdateItem};
+use store::{OutboxRow, Store};
+use tokio::sync::Notify;
+
+const BATCH: usize = 100;
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub async fn deliver(store: Arc<Store>, core: Arc<CoreClient>, wake: Arc<Notify>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match deliver_batch(&store, &core).await {
+            Ok(0) => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE_RECHECK) => {}
+                }
+            }
+            Ok(_) => backoff = Duration::from_millis(200),
+            Err(e) => {
+                tracing::warn!("delivering job updates failed, retrying in {backoff:?}: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Sends one batch; returns how many rows were settled (delivered or given up).
+pub async fn deliver_batch(store: &Store, core: &CoreClient) -> anyhow::Result<usize> {
+    let rows = store.outbox_pending(BATCH)?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let (items, bad) = decode(&rows);
+    for row in &bad {
+        // Only this version writes the outbox, so this is corruption: park it rather than block the queue.
+        store.outbox_give_up_job(&row.job_id, "undecodable payload")?;
+    }
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    match core.update_jobs(&items).await {
+        Ok(()) => {
+            store.outbox_delivered(&seqs)?;
+            tracing::debug!(count = seqs.len(), "job updates delivered");
+            Ok(seqs.len())
+        }
+        Err(CoreError::Status { status: 404, why }) if unknown_job_in(&why).is_some() => {
+            // The Core refuses the whole batch for one job it does not know (deleted, or never created);
+            // park that job's updates and go on with the rest.
+            let job = unknown_job_in(&why).unwrap_or_default();
+            let parked = store.outbox_give_up_job(job, &format!("UCloud/Core: {why}"))?;
+            tracing::warn!(job, parked, "UCloud/Core does not know this job; its updates are parked");
+            Ok(parked)
+        }
+        Err(e) => {
+            store.outbox_attempted(&seqs)?;
+            Err(e.into())
+        }
+    }
+}
+
+fn decode(rows: &[OutboxRow]) -> (Vec<JobUpdateItem>, Vec<&OutboxRow>) {
+    let mut items = Vec::with_capacity(rows.len());
+    let mut bad = Vec::new();
+    for row in rows {
+        match serde_json::from_str::<JobUpdate>(&row.payload) {
+            Ok(update) => items.push(JobUpdateItem { id: row.job_id.clone(), update }),
+            Err(_) => bad.push(row),
+        }
+    }
+    (items, bad)
+}

@@ -1,0 +1,84 @@
+//! The configured machine types as UCloud products, what we support for them, and their registration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::Config;
+use protocol::{AccountingUnit, BackendSupport, JobSupport, ProductCategory, ProductReference, ProductV2};
+
+use crate::Server;
+
+/// Compute products, accounted per core-minute.
+pub fn products_v2(config: &Config) -> Vec<ProductV2> {
+    config
+        .products
+        .iter()
+        .map(|(name, p)| ProductV2 {
+            kind: "compute".into(),
+            category: ProductCategory {
+                name: p.category.clone(),
+                provider: config.provider_id.clone(),
+                product_type: "COMPUTE".into(),
+                accounting_unit: AccountingUnit {
+                    name: "Core".into(),
+                    name_plural: "Core".into(),
+                    floating_point: false,
+                    display_frequency_suffix: true,
+                },
+                accounting_frequency: "PERIODIC_MINUTE".into(),
+                free_to_use: false,
+                allow_sub_allocations: true,
+            },
+            name: name.clone(),
+            description: if p.description.is_empty() {
+                format!("{} CPU, {} GB memory, partition {}", p.cpus, p.memory_gb, p.partition)
+            } else {
+                p.description.clone()
+            },
+            product_type: "COMPUTE".into(),
+            price: p.price * i64::from(p.cpus),
+            hidden_in_grant_applications: false,
+            cpu: Some(i64::from(p.cpus)),
+            memory_in_gigs: Some(i64::from(p.memory_gb)),
+            gpu: (p.gpus > 0).then_some(i64::from(p.gpus)),
+        })
+        .collect()
+}
+
+/// What `jobs.retrieveProducts` answers: native (batch) jobs only, the features implemented so far.
+pub fn job_support(config: &Config) -> Vec<JobSupport> {
+    config
+        .products
+        .iter()
+        .map(|(name, p)| JobSupport {
+            product: ProductReference {
+                id: name.clone(),
+                category: p.category.clone(),
+                provider: config.provider_id.clone(),
+            },
+            docker: BackendSupport::default(),
+            virtual_machine: BackendSupport::default(),
+            native: BackendSupport { enabled: true, ..Default::default() },
+            queue_status: None,
+        })
+        .collect()
+}
+
+/// Registers the products with the Core, retrying with backoff while the Core is unreachable.
+pub async fn register_until_done(server: Arc<Server>) {
+    let products = products_v2(&server.config);
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match server.core.register_products(&products).await {
+            Ok(()) => {
+                tracing::info!(count = products.len(), "products registered with UCloud/Core");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("product registration failed, retrying in {delay:?}: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+use super::*;
+
+#[test]
+fn user_mapping_round_trip() {
+    let s = Store::open_in_memory().unwrap();
+    s.map_user("alice#1", "alice", 1001).unwrap();
+    s.map_user("alice#2", "alice", 1001).unwrap();
+    assert_eq!(s.user("alice#1").unwrap().unwrap().uid, 1001);
+    assert_eq!(s.users_by_uid(1001).unwrap().len(), 2);
+    s.map_user("alice#1", "bob", 1002).unwrap();
+    assert_eq!(s.user("alice#1").unwrap().unwrap().unix_user, "bob");
+    assert!(s.unmap_user("alice#1").unwrap());
+    assert!(!s.unmap_user("alice#1").unwrap());
+    assert_eq!(s.user("alice#1").unwrap(), None);
+}
+
+#[test]
+fn job_life_and_outbox_order() {
+    let s = Store::open_in_memory().unwrap();
+    assert_eq!(s.insert_job("10", "alice#1", 1001, "queued").unwrap(), Inserted::New);
+    assert!(matches!(s.insert_job("10", "alice#1", 1001, "queued").unwrap(), Inserted::Existing(_)));
+    assert!(s.active_jobs().unwrap().is_empty(), "no slurm id yet");
+    assert!(s.confirm_submission("10", 77, &["u1".into()]).unwrap());
+    assert!(!s.confirm_submission("10", 78, &["again".into()]).unwrap(), "second confirm is refused");
+    assert_eq!(s.active_jobs().unwrap()[0].slurm_id, Some(77));
+    s.record_transition("10", "running", false, &["u2".into()]).unwrap();
+    s.record_transition("10", "ended", true, &["u3".into(), "u4".into()]).unwrap();
+    assert!(s.active_jobs().unwrap().is_empty());
+    let pending = s.outbox_pending(10).unwrap();
+    let payloads: Vec<_> = pending.iter().map(|r| r.payload.as_str()).collect();
+    assert_eq!(payloads, ["u1", "u2", "u3", "u4"]);
+    s.outbox_delivered(&[pending[0].seq, pending[1].seq]).unwrap();
+    assert_eq!(s.outbox_pending(10).unwrap().len(), 2);
+    assert_eq!(s.outbox_give_up_job("10", "unknown to the Core").unwrap(), 2);
+    assert_eq!(s.outbox_counts().unwrap(), (0, 2, 2));
+}
+
+#[test]
+fn unsubmitted_job_can_be_forgotten_but_submitted_cannot() {
+    let s = Store::open_in_memory().unwrap();
+    s.insert_job("1", "a", 1001, "q").unwrap();
+    s.insert_job("2", "a", 1001, "q").unwrap();
+    s.confirm_submission("2", 5, &[]).unwrap();
+    assert!(s.delete_unsubmitted_job("1").unwrap());
+    assert!(!s.delete_unsubmitted_job("2").unwrap());
+}
+
+#[test]
+fn data_survives_reopen_and_migrations_are_idempotent() {
+    let dir = std::env::temp_dir().join(format!("ucim-store-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("db.sqlite3");
+    {
+        let s = Store::open(&path).unwrap();
+        s.map_user("x", "x", 2000).unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.users().unwrap().len(), 1);
+    drop(s);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

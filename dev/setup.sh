@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Prepares this machine (Debian 12, as root) for ucim: packages, a single-node Slurm cluster with munge and
+# slurmdbd on MariaDB, the service user, test/demo users, the sudoers rule, and the ucim binary installed
+# where the sudoers rule expects it. Idempotent.
+#
+#   dev/setup.sh [debug|release]      (default debug)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROFILE=${1:-debug}
+log() { printf '[setup] %s\n' "$*" >&2; }
+[ "$(id -u)" = 0 ] || { log "run as root"; exit 1; }
+
+# --- packages the module and its tests need (Slurm's own are installed by slurm-cluster.sh)
+need=()
+for p in sudo gcc libc6-dev pkg-config ca-certificates procps; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# --- Slurm (8 job slots on this small machine)
+export SLURM_DEV_CPUS=${SLURM_DEV_CPUS:-8}
+bash dev/slurm-cluster.sh start >/dev/null
+
+# --- service user, its folders, the group whose members ucim may act as
+getent group ucim-users >/dev/null || groupadd --system ucim-users
+id ucloud >/dev/null 2>&1 || useradd --system --home-dir /var/lib/ucim --shell /usr/sbin/nologin ucloud
+install -d -m 0750 -o ucloud -g ucloud /var/lib/ucim
+install -d -m 0755 -o ucloud -g ucloud /run/ucim /var/log/ucim
+install -d -m 0755 /etc/ucim
+
+# --- demo and test users: real unix users with Slurm associations
+for u in alice bob carol; do
+  bash dev/slurm-cluster.sh ensure-user "$u" >/dev/null
+  usermod -aG ucim-users "$u"
+done
+
+# --- build and install the binary where the sudoers rule names it
+if [ "$PROFILE" = release ]; then flag=--release; else flag=; fi
+log "building ucim ($PROFILE)"
+cargo build -q $flag -p ucim -p ucloud-sim --bins
+install -D -m 0755 "target/$PROFILE/ucim" /usr/local/lib/ucim/ucim
+install -D -m 0755 "target/$PROFILE/ucloud-sim" /usr/local/lib/ucim/ucloud-sim
+ln -sf /usr/local/lib/ucim/ucim /usr/local/bin/ucim
+
+# --- the one sudo rule, checked before it goes live
+visudo -cqf dev/sudoers.ucim
+install -m 0440 dev/sudoers.ucim /etc/sudoers.d/ucim
+visudo -cq
+log "ready: Slurm up, users alice bob carol, /usr/local/lib/ucim/ucim installed, sudoers rule in place"
