@@ -43,8 +43,9 @@ done
 if [ "$PROFILE" = release ]; then flag=--release; else flag=; fi
 log "building ucim ($PROFILE)"
 cargo build -q $flag -p ucim -p ucloud-sim --bins
-install -D -m 0755 "target/$PROFILE/ucim" /usr/local/lib/ucim/ucim
-install -D -m 0755 "target/$PROFILE/ucloud-sim" /usr/local/lib/ucim/ucloud-sim
+target=${CARGO_TARGET_DIR:-target}
+install -D -m 0755 "$target/$PROFILE/ucim" /usr/local/lib/ucim/ucim
+install -D -m 0755 "$target/$PROFILE/ucloud-sim" /usr/local/lib/ucim/ucloud-sim
 ln -sf /usr/local/lib/ucim/ucim /usr/local/bin/ucim
 
 # --- the one sudo rule, checked before it goes live

@@ -4,7 +4,7 @@
 //! before `sbatch` runs (so a crash cannot leave an untracked Slurm job) and after (with the Slurm id).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use axum::response::Response;
 use http_api::{ok_json, parse_json, ApiError};
@@ -190,9 +190,4 @@ pub async fn terminate(me: &Instance, _user: &str, body: &[u8]) -> Result<Respon
         responses.push(Empty {});
     }
     Ok(ok_json(&BulkResponse::new(responses)))
-}
-
-/// Where a job's files go (used by tests and the demo to find outputs).
-pub fn job_dir(home: &Path, job_root: &str, job_id: &str) -> PathBuf {
-    home.join(job_root).join(job_id)
 }

@@ -18,7 +18,6 @@ use axum::routing::post;
 use axum::Router;
 use http_api::{check_core_call, ApiError};
 use ipc::{Bootstrap, InstanceSetup, Request, Response as IpcResponse};
-use tokio::io::AsyncBufReadExt;
 
 pub struct Instance {
     pub setup: InstanceSetup,
@@ -52,11 +51,25 @@ impl Instance {
 /// Entry point of `ucim user`. Reads the bootstrap from stdin, proves itself to the server, serves until
 /// the server goes away (stdin or the control connection closes).
 pub async fn run() -> anyhow::Result<()> {
-    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
-    let mut line = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stdin.read_line(&mut line))
+    // stdin is read on a plain thread: the first line is the bootstrap, its end means the server is gone.
+    let (line_tx, line_rx) = tokio::sync::oneshot::channel();
+    let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut stdin = std::io::stdin().lock();
+        let mut line = String::new();
+        let _ = stdin.read_line(&mut line);
+        let _ = line_tx.send(line);
+        let mut rest = String::new();
+        while matches!(stdin.read_line(&mut rest), Ok(n) if n > 0) {
+            rest.clear();
+        }
+        let _ = eof_tx.send(());
+    });
+    let line = tokio::time::timeout(Duration::from_secs(10), line_rx)
         .await
-        .context("no bootstrap on stdin within 10 s (ucim user is started by the ucim server)")??;
+        .context("no bootstrap on stdin within 10 s (ucim user is started by the ucim server)")?
+        .context("stdin closed before the bootstrap")?;
     let bootstrap: Bootstrap = serde_json::from_str(line.trim()).context("malformed bootstrap on stdin")?;
 
     let mut control = ipc::Connection::connect(&bootstrap.socket)
@@ -94,9 +107,8 @@ pub async fn run() -> anyhow::Result<()> {
 
     // Live exactly as long as the server: its end of stdin and of the control connection.
     let server_gone = async move {
-        let mut rest = String::new();
         tokio::select! {
-            _ = async { while matches!(stdin.read_line(&mut rest).await, Ok(n) if n > 0) { rest.clear(); } } => {}
+            _ = eof_rx => {}
             _ = async { while let Ok(Some(_)) = control.receive::<IpcResponse>().await {} } => {}
         }
         tracing::info!("server went away; instance stops");

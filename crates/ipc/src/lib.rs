@@ -117,6 +117,9 @@ mod tests {
             let req: Request = conn.receive().await.unwrap().unwrap();
             assert_eq!(req, Request::ListUsers);
             conn.send(&Response::Error { message: format!("uid {}", peer.uid) }).await.unwrap();
+            // Every response shape serialises (internally tagged enums cannot hold bare lists).
+            let users = vec![UserInfo { ucloud_user: "a".into(), unix_user: "a".into(), uid: 1, source: "admin".into() }];
+            conn.send(&Response::Users { users }).await.unwrap();
             // A client that sends a huge length prefix is refused without allocating it.
             let (mut conn, _) = listener.accept().await.unwrap();
             let e = conn.receive::<Request>().await.unwrap_err();
@@ -126,6 +129,8 @@ mod tests {
         let resp = client.call(&Request::ListUsers).await.unwrap();
         let me = nix_uid();
         assert_eq!(resp, Response::Error { message: format!("uid {me}") });
+        let users: Response = client.receive().await.unwrap().unwrap();
+        assert!(matches!(users, Response::Users { users } if users.len() == 1));
         let mut raw = UnixStream::connect(&path).await.unwrap();
         raw.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
         server.await.unwrap();

@@ -64,8 +64,8 @@ pub enum Response {
     /// `RegisterJob` found the job already submitted (the Core retried).
     AlreadySubmitted { slurm_id: u64 },
     Job(JobInfo),
-    Users(Vec<UserInfo>),
-    Instances(Vec<InstanceInfo>),
+    Users { users: Vec<UserInfo> },
+    Instances { instances: Vec<InstanceInfo> },
     Error { message: String },
 }
 

@@ -161,13 +161,13 @@ pub async fn handle(server: &Server, peer: PeerCred, request: Request) -> Respon
             if !is_admin(peer) {
                 return error("only root or the service user may list users");
             }
-            Response::Users(server.users.list())
+            Response::Users { users: server.users.list() }
         }
         Request::ListInstances => {
             if !is_admin(peer) {
                 return error("only root or the service user may list instances");
             }
-            Response::Instances(server.instances.list().await)
+            Response::Instances { instances: server.instances.list().await }
         }
     }
 }

@@ -127,15 +127,15 @@ async fn admin(socket: &std::path::Path, json: bool, command: AdminCommand) -> a
                 println!("ok");
             }
         }
-        Response::Users(users) if json => println!("{}", serde_json::to_string_pretty(&users)?),
-        Response::Users(users) => {
+        Response::Users { users } if json => println!("{}", serde_json::to_string_pretty(&users)?),
+        Response::Users { users } => {
             println!("{:<32} {:<16} {:>8}  SOURCE", "UCLOUD USER", "UNIX USER", "UID");
             for u in users {
                 println!("{:<32} {:<16} {:>8}  {}", u.ucloud_user, u.unix_user, u.uid, u.source);
             }
         }
-        Response::Instances(list) if json => println!("{}", serde_json::to_string_pretty(&list)?),
-        Response::Instances(list) => {
+        Response::Instances { instances: list } if json => println!("{}", serde_json::to_string_pretty(&list)?),
+        Response::Instances { instances: list } => {
             println!("{:<16} {:>8} {:>6} {:>8}", "UNIX USER", "UID", "PORT", "PID");
             for i in list {
                 let pid = i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());

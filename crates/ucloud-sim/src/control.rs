@@ -54,7 +54,13 @@ fn call_answer(result: Result<CallResult, CallError>, extra: Map<String, Value>)
             Json(Value::Object(out)).into_response()
         }
         Err(CallError::UnknownJob(id)) => error(StatusCode::NOT_FOUND, format!("Not found ({id})")),
-        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+        Err(e) => {
+            // What the Core shows the user, plus whatever the caller should still learn (the job id).
+            let mut out = extra;
+            out.insert("statusCode".into(), json!(502));
+            out.insert("why".into(), json!(e.to_string()));
+            (StatusCode::BAD_GATEWAY, Json(Value::Object(out))).into_response()
+        }
     }
 }
 
@@ -67,7 +73,10 @@ async fn create_job(State(sim): State<Sim>, body: Bytes) -> Response {
     let product = ProductReference {
         id: req.product.id,
         category: req.product.category,
-        provider: req.product.provider.unwrap_or_else(|| sim.inner.cfg.provider_id.clone()),
+        provider: req
+            .product
+            .provider
+            .unwrap_or_else(|| sim.inner.cfg.provider_id.clone()),
     };
     let job = sim.new_job(
         &req.username,

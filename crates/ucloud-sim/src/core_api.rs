@@ -3,6 +3,9 @@
 //! Bodies are parsed whatever their Content-Type; errors use the `ErrorBody` shape. While the sim is
 //! "unavailable" every `/auth` and `/api` route answers 503.
 
+// Handlers return a ready `Response` as their error: boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
 use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
@@ -13,7 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::{
-    core as core_paths, AccessTokenResponse, BulkRequest, BulkResponse, ErrorBody, JobUpdateItem, ProductV2, RefreshRequest,
+    core as core_paths, AccessTokenResponse, BulkRequest, BulkResponse, ErrorBody, JobUpdateItem,
+    ProductV2, RefreshRequest,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -21,18 +25,27 @@ use serde_json::{json, Value};
 use crate::{control, Sim, TOKEN_LIFETIME_SECS};
 
 pub(crate) fn router(sim: Sim) -> Router {
-    let core = Router::new()
+    Router::new()
         .route(core_paths::AUTH_REFRESH, post(refresh))
         .route(core_paths::PRODUCTS_CREATE, post(products_create))
         .route("/api/products/v2/browse", get(products_browse))
         .route(core_paths::JOBS_CONTROL_UPDATE, post(jobs_control_update))
-        .route_layer(middleware::from_fn_with_state(sim.clone(), unavailable_gate));
-    core.merge(control::router()).fallback(not_found).with_state(sim)
+        .merge(control::router())
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            sim.clone(),
+            unavailable_gate,
+        ))
+        .with_state(sim)
 }
 
 /// An error answer as the Core sends it.
 pub(crate) fn error(status: StatusCode, why: impl Into<String>) -> Response {
-    let body = ErrorBody { status_code: status.as_u16(), why: why.into(), error_code: None };
+    let body = ErrorBody {
+        status_code: status.as_u16(),
+        why: why.into(),
+        error_code: None,
+    };
     (status, Json(body)).into_response()
 }
 
@@ -41,7 +54,9 @@ async fn not_found() -> Response {
 }
 
 async fn unavailable_gate(State(sim): State<Sim>, req: Request, next: Next) -> Response {
-    if sim.inner.unavailable.load(Ordering::SeqCst) {
+    let path = req.uri().path();
+    let core_path = path.starts_with("/auth/") || path.starts_with("/api/");
+    if core_path && sim.inner.unavailable.load(Ordering::SeqCst) {
         tracing::info!(path = %req.uri().path(), "core unavailable (fault injection): 503");
         return error(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
     }
@@ -50,12 +65,15 @@ async fn unavailable_gate(State(sim): State<Sim>, req: Request, next: Next) -> R
 
 /// JSON body regardless of Content-Type (the Core's Go decoder does not look at it).
 pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("Bad request: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("Bad request: {e}")))
 }
 
 /// A caller whose bearer does not verify as this provider's token is a guest to the Core: 403.
 fn authorize(sim: &Sim, headers: &HeaderMap) -> Result<auth::Claims, Response> {
-    let value = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     sim.inner.verifier.verify_bearer(value).map_err(|e| {
         tracing::info!("refused provider bearer: {e}");
         error(StatusCode::FORBIDDEN, "Forbidden")
@@ -69,7 +87,12 @@ async fn refresh(State(sim): State<Sim>, body: Bytes) -> Response {
         Err(e) => return e,
     };
     let cfg = &sim.inner.cfg;
-    if req.items.is_empty() || req.items.iter().any(|i| i.refresh_token != cfg.refresh_token) {
+    if req.items.is_empty()
+        || req
+            .items
+            .iter()
+            .any(|i| i.refresh_token != cfg.refresh_token)
+    {
         tracing::info!("refresh with an unknown refresh token: 401");
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
@@ -77,7 +100,11 @@ async fn refresh(State(sim): State<Sim>, body: Bytes) -> Response {
         .items
         .iter()
         .map(|_| AccessTokenResponse {
-            access_token: sim.inner.signer.provider_token(&cfg.provider_id, &cfg.issuer, TOKEN_LIFETIME_SECS),
+            access_token: sim.inner.signer.provider_token(
+                &cfg.provider_id,
+                &cfg.issuer,
+                TOKEN_LIFETIME_SECS,
+            ),
             csrf_token: String::new(),
         })
         .collect();
@@ -103,7 +130,10 @@ async fn products_create(State(sim): State<Sim>, headers: HeaderMap, body: Bytes
     let mut products = sim.inner.products.lock().unwrap();
     for item in req.items {
         tracing::info!(category = %item.category.name, product = %item.name, "product registered");
-        match products.iter_mut().find(|p| p.category.name == item.category.name && p.name == item.name) {
+        match products
+            .iter_mut()
+            .find(|p| p.category.name == item.category.name && p.name == item.name)
+        {
             Some(existing) => *existing = item,
             None => products.push(item),
         }
@@ -125,7 +155,11 @@ struct BrowseQuery {
 }
 
 /// `GET /api/products/v2/browse` (PageV2; `next` is `provider@category@name` like the Core's).
-async fn products_browse(State(sim): State<Sim>, headers: HeaderMap, Query(q): Query<BrowseQuery>) -> Response {
+async fn products_browse(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Query(q): Query<BrowseQuery>,
+) -> Response {
     if let Err(e) = authorize(&sim, &headers) {
         return e;
     }
@@ -136,17 +170,32 @@ async fn products_browse(State(sim): State<Sim>, headers: HeaderMap, Query(q): Q
     let mut all: Vec<ProductV2> = sim
         .products()
         .into_iter()
-        .filter(|p| q.filter_provider.as_deref().is_none_or(|f| f.is_empty() || p.category.provider == f))
-        .filter(|p| q.filter_category.as_deref().is_none_or(|f| f.is_empty() || p.category.name == f))
+        .filter(|p| {
+            q.filter_provider
+                .as_deref()
+                .is_none_or(|f| f.is_empty() || p.category.provider == f)
+        })
+        .filter(|p| {
+            q.filter_category
+                .as_deref()
+                .is_none_or(|f| f.is_empty() || p.category.name == f)
+        })
         .collect();
     let key = |p: &ProductV2| format!("{}@{}@{}", p.category.provider, p.category.name, p.name);
     all.sort_by_key(key);
     let start = match q.next.as_deref().filter(|n| !n.is_empty()) {
-        Some(n) => all.iter().position(|p| key(p).as_str() > n).unwrap_or(all.len()),
+        Some(n) => all
+            .iter()
+            .position(|p| key(p).as_str() > n)
+            .unwrap_or(all.len()),
         None => 0,
     };
     let page: Vec<ProductV2> = all.iter().skip(start).take(per_page).cloned().collect();
-    let next = if start + page.len() < all.len() { page.last().map(key) } else { None };
+    let next = if start + page.len() < all.len() {
+        page.last().map(key)
+    } else {
+        None
+    };
     Json(json!({"items": page, "itemsPerPage": per_page, "next": next})).into_response()
 }
 
@@ -167,16 +216,24 @@ async fn jobs_control_update(State(sim): State<Sim>, headers: HeaderMap, body: B
     let mut table = sim.inner.jobs.lock().unwrap();
     // Only jobs on this provider's products are visible to it.
     let foreign = req.items.iter().find(|i| {
-        table.get(&i.id).is_some_and(|e| e.job["specification"]["product"]["provider"].as_str() != Some(provider.as_str()))
+        table.get(&i.id).is_some_and(|e| {
+            e.job["specification"]["product"]["provider"].as_str() != Some(provider.as_str())
+        })
     });
     if let Some(item) = foreign {
-        return error(StatusCode::NOT_FOUND, format!("Not found or permission denied ({})", item.id));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("Not found or permission denied ({})", item.id),
+        );
     }
     match table.apply(req.items) {
         Ok(()) => Json(Value::Object(Default::default())).into_response(),
         Err(id) => {
             tracing::info!(job = %id, "jobs.control.update for an unknown job: 404");
-            error(StatusCode::NOT_FOUND, format!("Not found or permission denied ({id})"))
+            error(
+                StatusCode::NOT_FOUND,
+                format!("Not found or permission denied ({id})"),
+            )
         }
     }
 }

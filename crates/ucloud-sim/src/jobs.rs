@@ -33,7 +33,11 @@ pub(crate) struct JobTable {
 impl JobTable {
     /// `base` is the first id handed out: the Core's ids are decimal strings from a sequence.
     pub fn new(base: u64) -> Self {
-        JobTable { jobs: HashMap::new(), received: Vec::new(), next_id: base }
+        JobTable {
+            jobs: HashMap::new(),
+            received: Vec::new(),
+            next_id: base,
+        }
     }
 
     pub fn allocate_id(&mut self) -> String {
@@ -45,12 +49,23 @@ impl JobTable {
     /// Registers a job in state `IN_QUEUE` (the Core creates its record before calling the provider).
     pub fn insert(&mut self, job: Value) {
         let id = job["id"].as_str().unwrap_or_default().to_string();
-        let owner = job["owner"]["createdBy"].as_str().unwrap_or_default().to_string();
+        let owner = job["owner"]["createdBy"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let state = job["status"]["state"]
             .as_str()
             .and_then(|s| serde_json::from_value(Value::String(s.into())).ok())
             .unwrap_or(JobState::InQueue);
-        self.jobs.insert(id, JobEntry { job, state, owner, applied: Vec::new() });
+        self.jobs.insert(
+            id,
+            JobEntry {
+                job,
+                state,
+                owner,
+                applied: Vec::new(),
+            },
+        );
     }
 
     pub fn remove(&mut self, id: &str) -> Option<JobEntry> {
@@ -102,7 +117,9 @@ impl JobTable {
                 if state == JobState::Running {
                     entry.job["status"]["startedAt"] = json!(now);
                     let alloc = &entry.job["specification"]["timeAllocation"];
-                    if let Ok(Some(d)) = serde_json::from_value::<Option<SimpleDuration>>(alloc.clone()) {
+                    if let Ok(Some(d)) =
+                        serde_json::from_value::<Option<SimpleDuration>>(alloc.clone())
+                    {
                         entry.job["status"]["expiresAt"] = json!(now + d.total_seconds() * 1000);
                     }
                 }
@@ -129,10 +146,8 @@ pub(crate) fn should_apply(current: JobState, update: &JobUpdate) -> bool {
         if current != expected {
             return false;
         }
-    } else if update.expected_different_state == Some(true) {
-        if update.state == Some(current) {
-            return false;
-        }
+    } else if update.expected_different_state == Some(true) && update.state == Some(current) {
+        return false;
     }
     if current.is_final() {
         if let Some(next) = update.state {
@@ -147,7 +162,11 @@ pub(crate) fn should_apply(current: JobState, update: &JobUpdate) -> bool {
 /// The Core's `SimpleDurationFromMillis`, including its bug: the seconds component is always lost
 /// (§9.10).
 pub(crate) fn duration_from_millis(ms: i64) -> SimpleDuration {
-    SimpleDuration { hours: ms / 3_600_000, minutes: (ms % 3_600_000) / 60_000, seconds: 0 }
+    SimpleDuration {
+        hours: ms / 3_600_000,
+        minutes: (ms % 3_600_000) / 60_000,
+        seconds: 0,
+    }
 }
 
 /// Fills every field the Core's `AppParameterValue` always serialises (§4.2) without touching given ones.
@@ -182,18 +201,25 @@ pub const APP_VERSION: &str = "1";
 
 /// Builds the Job object exactly as the Core sends it on `jobs.create` (§4.2, errata §10.9–11, §10.14).
 pub(crate) fn build_job(n: NewJob<'_>) -> Value {
-    let user_params: Map<String, Value> =
-        n.parameters.into_iter().map(|(k, v)| (k, full_parameter_value(v))).collect();
+    let user_params: Map<String, Value> = n
+        .parameters
+        .into_iter()
+        .map(|(k, v)| (k, full_parameter_value(v)))
+        .collect();
     let mut params = user_params.clone();
     params.insert(
         "ucMetricSampleRate".into(),
         full_parameter_value(json!({"type": "text", "value": "0ms"})),
     );
-    let product = json!({"id": n.product.id, "category": n.product.category, "provider": n.product.provider});
+    let product =
+        json!({"id": n.product.id, "category": n.product.category, "provider": n.product.provider});
     let resolved_product = n.resolved_product.unwrap_or(Value::Null);
     let (cpu, mem) = (
         resolved_product.get("cpu").cloned().unwrap_or(json!(0)),
-        resolved_product.get("memoryInGigs").cloned().unwrap_or(json!(0)),
+        resolved_product
+            .get("memoryInGigs")
+            .cloned()
+            .unwrap_or(json!(0)),
     );
     let time = n.time.map(|t| json!(t)).unwrap_or(Value::Null);
     let now = now_ms();
@@ -291,13 +317,21 @@ mod tests {
     }
 
     fn item(id: &str, state: Option<JobState>) -> JobUpdateItem {
-        JobUpdateItem { id: id.into(), update: JobUpdate { state, ..Default::default() } }
+        JobUpdateItem {
+            id: id.into(),
+            update: JobUpdate {
+                state,
+                ..Default::default()
+            },
+        }
     }
 
     #[test]
     fn unknown_id_rejects_whole_batch() {
         let mut t = table_with("1");
-        let err = t.apply(vec![item("1", Some(JobState::Running)), item("2", None)]).unwrap_err();
+        let err = t
+            .apply(vec![item("1", Some(JobState::Running)), item("2", None)])
+            .unwrap_err();
         assert_eq!(err, "2");
         assert_eq!(t.get("1").unwrap().state, JobState::InQueue);
         assert!(t.received().is_empty());
@@ -312,7 +346,12 @@ mod tests {
         assert!(job["status"]["expiresAt"].is_i64());
         let mut guarded = item("1", Some(JobState::Success));
         guarded.update.expected_state = Some(JobState::InQueue);
-        t.apply(vec![guarded, item("1", Some(JobState::Failure)), item("1", Some(JobState::Running))]).unwrap();
+        t.apply(vec![
+            guarded,
+            item("1", Some(JobState::Failure)),
+            item("1", Some(JobState::Running)),
+        ])
+        .unwrap();
         t.apply(vec![item("1", Some(JobState::Success))]).unwrap();
         let e = t.get("1").unwrap();
         assert_eq!(e.state, JobState::Failure);
@@ -338,7 +377,14 @@ mod tests {
 
     #[test]
     fn time_extension_drops_seconds_like_the_core() {
-        assert_eq!(duration_from_millis(7_265_000), SimpleDuration { hours: 2, minutes: 1, seconds: 0 });
+        assert_eq!(
+            duration_from_millis(7_265_000),
+            SimpleDuration {
+                hours: 2,
+                minutes: 1,
+                seconds: 0
+            }
+        );
     }
 
     #[test]
@@ -348,16 +394,32 @@ mod tests {
         let v = build_job(NewJob {
             id: "42".into(),
             username: "alice#1",
-            product: ProductReference { id: "cpu-1".into(), category: "cpu".into(), provider: "p".into() },
+            product: ProductReference {
+                id: "cpu-1".into(),
+                category: "cpu".into(),
+                provider: "p".into(),
+            },
             resolved_product: None,
             application: "sleep",
             parameters: params,
-            time: Some(SimpleDuration { hours: 0, minutes: 5, seconds: 0 }),
+            time: Some(SimpleDuration {
+                hours: 0,
+                minutes: 5,
+                seconds: 0,
+            }),
         });
         let job: protocol::Job = serde_json::from_value(v.clone()).unwrap();
-        assert_eq!(job.specification.parameters["ucMetricSampleRate"].value, json!("0ms"));
-        assert_eq!(job.specification.parameters["seconds"].other["mountPath"], json!(""));
-        assert!(v["status"]["jobParametersJson"]["request"]["parameters"].get("ucMetricSampleRate").is_none());
+        assert_eq!(
+            job.specification.parameters["ucMetricSampleRate"].value,
+            json!("0ms")
+        );
+        assert_eq!(
+            job.specification.parameters["seconds"].other["mountPath"],
+            json!("")
+        );
+        assert!(v["status"]["jobParametersJson"]["request"]["parameters"]
+            .get("ucMetricSampleRate")
+            .is_none());
         assert_eq!(v["status"]["resolvedApplication"]["favorite"], json!(false));
     }
 }

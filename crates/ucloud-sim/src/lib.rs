@@ -194,12 +194,23 @@ impl Sim {
 
     /// The job as the Core would send it on a later call (current status), `None` if unknown.
     pub fn job(&self, job_id: &str) -> Option<Value> {
-        self.inner.jobs.lock().unwrap().job_for_call(job_id).map(|(j, _)| j)
+        self.inner
+            .jobs
+            .lock()
+            .unwrap()
+            .job_for_call(job_id)
+            .map(|(j, _)| j)
     }
 
     /// Updates applied to the job (Core semantics), in order, with the Core's timestamps.
     pub fn job_updates(&self, job_id: &str) -> Vec<JobUpdate> {
-        self.inner.jobs.lock().unwrap().get(job_id).map(|e| e.applied.clone()).unwrap_or_default()
+        self.inner
+            .jobs
+            .lock()
+            .unwrap()
+            .get(job_id)
+            .map(|e| e.applied.clone())
+            .unwrap_or_default()
     }
 
     /// Every `jobs.control.update` item received for known jobs (raw, including skipped ones), in arrival
@@ -219,7 +230,12 @@ impl Sim {
     }
 
     /// Polls until the job's state equals `state` or `timeout` passes; the error lists the updates seen.
-    pub async fn wait_for_state(&self, job_id: &str, state: JobState, timeout: Duration) -> anyhow::Result<()> {
+    pub async fn wait_for_state(
+        &self,
+        job_id: &str,
+        state: JobState,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let current = self.job_state(job_id);
@@ -259,8 +275,10 @@ fn load_or_generate_keys(dir: &Path) -> anyhow::Result<(String, String)> {
         std::fs::write(&b64, format!("{}\n", pair.public_der_base64))
             .with_context(|| format!("writing {}", b64.display()))?;
     }
-    let private_pem = std::fs::read_to_string(&private).with_context(|| format!("reading {}", private.display()))?;
-    let public_pem = std::fs::read_to_string(&public).with_context(|| format!("reading {}", public.display()))?;
+    let private_pem = std::fs::read_to_string(&private)
+        .with_context(|| format!("reading {}", private.display()))?;
+    let public_pem = std::fs::read_to_string(&public)
+        .with_context(|| format!("reading {}", public.display()))?;
     if !b64.exists() {
         std::fs::write(&b64, format!("{}\n", pem_body(&public_pem)))
             .with_context(|| format!("writing {}", b64.display()))?;
@@ -270,7 +288,10 @@ fn load_or_generate_keys(dir: &Path) -> anyhow::Result<(String, String)> {
 
 /// The base64 between the PEM armour lines, joined on one line (= base64 of the DER).
 fn pem_body(pem: &str) -> String {
-    pem.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("-----")).collect()
+    pem.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@ use serde_json::{json, Map, Value};
 use ucloud_sim::{Sim, SimConfig};
 
 #[derive(Parser)]
-#[command(name = "ucloud-sim", about = "A stand-in UCloud Core for tests and demos (loopback only)")]
+#[command(
+    name = "ucloud-sim",
+    about = "A stand-in UCloud Core for tests and demos (loopback only)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,9 +80,24 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { provider_id, listen, provider_url, key_dir, refresh_token_file, issuer } => {
+        Command::Serve {
+            provider_id,
+            listen,
+            provider_url,
+            key_dir,
+            refresh_token_file,
+            issuer,
+        } => {
             let refresh_token = load_or_create_refresh_token(&refresh_token_file)?;
-            let sim = Sim::start(SimConfig { provider_id, listen, provider_url, key_dir, refresh_token, issuer }).await?;
+            let sim = Sim::start(SimConfig {
+                provider_id,
+                listen,
+                provider_url,
+                key_dir,
+                refresh_token,
+                issuer,
+            })
+            .await?;
             tracing::info!(
                 url = %sim.url(),
                 public_key = %sim.public_key_b64_path().display(),
@@ -89,10 +107,20 @@ async fn main() -> anyhow::Result<()> {
             tokio::signal::ctrl_c().await?;
             Ok(())
         }
-        Command::CreateJob { sim, user, product, category, app, params, minutes } => {
+        Command::CreateJob {
+            sim,
+            user,
+            product,
+            category,
+            app,
+            params,
+            minutes,
+        } => {
             let mut parameters = Map::new();
             for p in &params {
-                let Some((name, value)) = p.split_once('=') else { bail!("--param wants name=value, got {p:?}") };
+                let Some((name, value)) = p.split_once('=') else {
+                    bail!("--param wants name=value, got {p:?}")
+                };
                 let v = match value.parse::<i64>() {
                     Ok(n) => json!({"type": "integer", "value": n}),
                     Err(_) => json!({"type": "text", "value": value}),
@@ -107,7 +135,12 @@ async fn main() -> anyhow::Result<()> {
                 "parameters": parameters,
                 "timeAllocation": time,
             });
-            let answer = request(reqwest::Method::POST, &format!("{}/sim/jobs", base(&sim)), Some(body)).await?;
+            let answer = request(
+                reqwest::Method::POST,
+                &format!("{}/sim/jobs", base(&sim)),
+                Some(body),
+            )
+            .await?;
             println!("{}", answer["jobId"].as_str().unwrap_or_default());
             println!("{}", serde_json::to_string_pretty(&answer)?);
             Ok(())
@@ -119,7 +152,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Job { sim, job_id } => {
-            let answer = request(reqwest::Method::GET, &format!("{}/sim/jobs/{job_id}", base(&sim)), None).await?;
+            let answer = request(
+                reqwest::Method::GET,
+                &format!("{}/sim/jobs/{job_id}", base(&sim)),
+                None,
+            )
+            .await?;
             let out = json!({"state": answer["state"], "updates": answer["updates"]});
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
@@ -137,7 +175,10 @@ async fn request(method: reqwest::Method, url: &str, body: Option<Value>) -> any
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let resp = req.send().await.with_context(|| format!("contacting {url}"))?;
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("contacting {url}"))?;
     let status = resp.status();
     let text = resp.text().await?;
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -150,7 +191,8 @@ async fn request(method: reqwest::Method, url: &str, body: Option<Value>) -> any
 /// Reads the refresh token, or writes a fresh random one (32 bytes, hex, like the Core's) with mode 0600.
 fn load_or_create_refresh_token(path: &Path) -> anyhow::Result<String> {
     if path.exists() {
-        let token = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let token =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let token = token.trim().to_string();
         if token.is_empty() {
             bail!("{} is empty", path.display());

@@ -68,7 +68,10 @@ impl Sim {
                 return token.clone();
             }
         }
-        let token = self.inner.signer.service_token(&self.inner.cfg.issuer, TOKEN_LIFETIME_SECS);
+        let token = self
+            .inner
+            .signer
+            .service_token(&self.inner.cfg.issuer, TOKEN_LIFETIME_SECS);
         *cached = Some((token.clone(), now + TOKEN_LIFETIME_SECS));
         token
     }
@@ -89,14 +92,31 @@ impl Sim {
             attempts += 1;
             let token = self.service_token().await;
             let auth = format!("Bearer {token}");
-            let mut result = self.send(method.clone(), suffix, Some(&auth), username, bytes.clone()).await?;
+            let mut result = self
+                .send(method.clone(), suffix, Some(&auth), username, bytes.clone())
+                .await?;
             result.attempts = attempts;
             let retryable = matches!(result.status, 449 | 503);
             match username {
                 Some(user) if retryable && attempts <= INIT_RETRY_CYCLES => {
-                    tracing::info!(suffix, status = result.status, user, "provider asked for init; retrying");
-                    let init = serde_json::to_vec(&json!({ "username": user })).expect("serialises");
-                    if let Err(e) = self.send(Method::POST, provider::INIT, Some(&auth), Some(user), Some(init)).await {
+                    tracing::info!(
+                        suffix,
+                        status = result.status,
+                        user,
+                        "provider asked for init; retrying"
+                    );
+                    let init =
+                        serde_json::to_vec(&json!({ "username": user })).expect("serialises");
+                    if let Err(e) = self
+                        .send(
+                            Method::POST,
+                            provider::INIT,
+                            Some(&auth),
+                            Some(user),
+                            Some(init),
+                        )
+                        .await
+                    {
                         tracing::info!("integration/init failed (ignored, like the Core): {e}");
                     }
                     tokio::time::sleep(INIT_RETRY_SLEEP).await;
@@ -115,7 +135,8 @@ impl Sim {
         username: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Result<CallResult, CallError> {
-        self.send(method, suffix, authorization, username, body).await
+        self.send(method, suffix, authorization, username, body)
+            .await
     }
 
     async fn send(
@@ -126,7 +147,11 @@ impl Sim {
         username: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Result<CallResult, CallError> {
-        let url = format!("{}{}", self.provider_url(), provider_path(&self.inner.cfg.provider_id, suffix));
+        let url = format!(
+            "{}{}",
+            self.provider_url(),
+            provider_path(&self.inner.cfg.provider_id, suffix)
+        );
         // No Content-Type on bodies and no query strings, as the Core's Go client (§10.17).
         let mut req = self.inner.http.request(method.clone(), &url);
         if let Some(a) = authorization {
@@ -138,13 +163,24 @@ impl Sim {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req.send().await.map_err(|e| CallError::Transport(format!("{method} {url}: {e}")))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| CallError::Transport(format!("{method} {url}: {e}")))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| CallError::Transport(format!("{method} {url}: body: {e}")))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| CallError::Transport(format!("{method} {url}: body: {e}")))?;
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let raw = String::from_utf8_lossy(&bytes).into_owned();
         tracing::debug!(%method, %url, status, body = %raw, "provider answered");
-        Ok(CallResult { status, body, attempts: 1, raw })
+        Ok(CallResult {
+            status,
+            body,
+            attempts: 1,
+            raw,
+        })
     }
 
     /// `jobs.create`: `POST /ucloud/{P}/jobs` with `{"items":[job]}`, user-scoped (job owner). If the Core
@@ -153,7 +189,10 @@ impl Sim {
     /// `providerGeneratedId`.
     pub async fn create_job(&self, job: &Value) -> Result<CallResult, CallError> {
         let id = job["id"].as_str().unwrap_or_default().to_string();
-        let owner = job["owner"]["createdBy"].as_str().unwrap_or_default().to_string();
+        let owner = job["owner"]["createdBy"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         {
             let mut table = self.inner.jobs.lock().unwrap();
             if table.get(&id).is_none() {
@@ -162,7 +201,14 @@ impl Sim {
             }
         }
         let body = json!({ "items": [job] });
-        let result = self.call(Method::POST, provider::JOBS_CREATE, Some(&owner), Some(body)).await;
+        let result = self
+            .call(
+                Method::POST,
+                provider::JOBS_CREATE,
+                Some(&owner),
+                Some(body),
+            )
+            .await;
         let mut table = self.inner.jobs.lock().unwrap();
         match &result {
             Ok(r) if r.accepted_by_core() => {
@@ -195,6 +241,12 @@ impl Sim {
             .job_for_call(job_id)
             .ok_or_else(|| CallError::UnknownJob(job_id.to_string()))?;
         let body = json!({ "items": [job] });
-        self.call(Method::POST, provider::JOBS_TERMINATE, Some(&owner), Some(body)).await
+        self.call(
+            Method::POST,
+            provider::JOBS_TERMINATE,
+            Some(&owner),
+            Some(body),
+        )
+        .await
     }
 }

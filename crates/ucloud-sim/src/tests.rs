@@ -25,7 +25,12 @@ fn key_dir() -> PathBuf {
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("ucloud-sim-test-keys-{}", std::process::id()));
         let pair = auth::generate_keypair();
-        auth::write_keypair(&pair, &dir.join(PRIVATE_KEY_FILE), &dir.join(PUBLIC_KEY_PEM_FILE)).unwrap();
+        auth::write_keypair(
+            &pair,
+            &dir.join(PRIVATE_KEY_FILE),
+            &dir.join(PUBLIC_KEY_PEM_FILE),
+        )
+        .unwrap();
         std::fs::write(dir.join(PUBLIC_KEY_B64_FILE), &pair.public_der_base64).unwrap();
         dir
     })
@@ -47,7 +52,9 @@ async fn start_sim(provider_url: &str) -> Sim {
 
 /// POST to the sim as a provider would; returns (status, JSON body).
 async fn post(sim: &Sim, path: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {
-    let mut req = reqwest::Client::new().post(format!("{}{path}", sim.url())).json(&body);
+    let mut req = reqwest::Client::new()
+        .post(format!("{}{path}", sim.url()))
+        .json(&body);
     if let Some(b) = bearer {
         req = req.header("Authorization", format!("Bearer {b}"));
     }
@@ -72,35 +79,74 @@ fn product_json(provider: &str) -> Value {
 }
 
 fn cpu1() -> ProductReference {
-    ProductReference { id: "cpu-1".into(), category: "cpu".into(), provider: P.into() }
+    ProductReference {
+        id: "cpu-1".into(),
+        category: "cpu".into(),
+        provider: P.into(),
+    }
 }
 
 #[tokio::test]
 async fn refresh_flow() {
     let sim = start_sim("http://127.0.0.1:1").await;
-    let (status, body) = post(&sim, "/auth/providers/refresh", None, json!({"items": [{"refreshToken": REFRESH}]})).await;
+    let (status, body) = post(
+        &sim,
+        "/auth/providers/refresh",
+        None,
+        json!({"items": [{"refreshToken": REFRESH}]}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["responses"][0]["csrfToken"], "");
     let token = body["responses"][0]["accessToken"].as_str().unwrap();
-    let key = auth::PublicKey::parse(&std::fs::read_to_string(sim.public_key_b64_path()).unwrap()).unwrap();
-    let claims = auth::TokenVerifier::for_provider_calls(key, "cloud.sdu.dk", P).verify(token).unwrap();
+    let key = auth::PublicKey::parse(&std::fs::read_to_string(sim.public_key_b64_path()).unwrap())
+        .unwrap();
+    let claims = auth::TokenVerifier::for_provider_calls(key, "cloud.sdu.dk", P)
+        .verify(token)
+        .unwrap();
     assert_eq!(claims.sub, format!("#P_{P}"));
     assert_eq!(claims.role, "PROVIDER");
     assert_eq!(claims.exp - claims.iat, 600);
     assert_eq!(sim.refresh_count(), 1);
 
-    let (status, body) = post(&sim, "/auth/providers/refresh", None, json!({"items": [{"refreshToken": "nope"}]})).await;
+    let (status, body) = post(
+        &sim,
+        "/auth/providers/refresh",
+        None,
+        json!({"items": [{"refreshToken": "nope"}]}),
+    )
+    .await;
     assert_eq!(status, 401);
     assert_eq!(body["why"], "Unauthorized");
     assert_eq!(body["statusCode"], 401);
     assert_eq!(sim.refresh_count(), 1);
 
     sim.set_unavailable(true);
-    let (status, _) = post(&sim, "/auth/providers/refresh", None, json!({"items": [{"refreshToken": REFRESH}]})).await;
+    let (status, _) = post(
+        &sim,
+        "/auth/providers/refresh",
+        None,
+        json!({"items": [{"refreshToken": REFRESH}]}),
+    )
+    .await;
     assert_eq!(status, 503);
+    let resp = reqwest::get(format!("{}/api/accounting/v2/whatever", sim.url()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let resp = reqwest::get(format!("{}/sim/products", sim.url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "the control API is not the Core"
+    );
     sim.set_unavailable(false);
 
-    let resp = reqwest::get(format!("{}/api/nothing/here", sim.url())).await.unwrap();
+    let resp = reqwest::get(format!("{}/api/nothing/here", sim.url()))
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
 }
 
@@ -108,26 +154,57 @@ async fn refresh_flow() {
 async fn products_need_a_provider_token() {
     let sim = start_sim("http://127.0.0.1:1").await;
     let body = json!({"items": [product_json(P)]});
-    assert_eq!(post(&sim, "/api/products/v2", None, body.clone()).await.0, 403);
-    assert_eq!(post(&sim, "/api/products/v2", Some("garbage"), body.clone()).await.0, 403);
+    assert_eq!(
+        post(&sim, "/api/products/v2", None, body.clone()).await.0,
+        403
+    );
+    assert_eq!(
+        post(&sim, "/api/products/v2", Some("garbage"), body.clone())
+            .await
+            .0,
+        403
+    );
     // The Core's own service token is signed with the same key but is not the provider's principal.
     let service = sim.signer().service_token("cloud.sdu.dk", 600);
-    assert_eq!(post(&sim, "/api/products/v2", Some(&service), body.clone()).await.0, 403);
-    let other = sim.signer().provider_token("someoneelse", "cloud.sdu.dk", 600);
-    assert_eq!(post(&sim, "/api/products/v2", Some(&other), body.clone()).await.0, 403);
+    assert_eq!(
+        post(&sim, "/api/products/v2", Some(&service), body.clone())
+            .await
+            .0,
+        403
+    );
+    let other = sim
+        .signer()
+        .provider_token("someoneelse", "cloud.sdu.dk", 600);
+    assert_eq!(
+        post(&sim, "/api/products/v2", Some(&other), body.clone())
+            .await
+            .0,
+        403
+    );
     assert!(sim.products().is_empty());
 
     let token = provider_token(&sim);
     let foreign = json!({"items": [product_json("someoneelse")]});
-    assert_eq!(post(&sim, "/api/products/v2", Some(&token), foreign).await.0, 403);
+    assert_eq!(
+        post(&sim, "/api/products/v2", Some(&token), foreign)
+            .await
+            .0,
+        403
+    );
     let (status, answer) = post(&sim, "/api/products/v2", Some(&token), body.clone()).await;
     assert_eq!((status, answer), (200, json!({})));
-    assert_eq!(post(&sim, "/api/products/v2", Some(&token), body).await.0, 200);
+    assert_eq!(
+        post(&sim, "/api/products/v2", Some(&token), body).await.0,
+        200
+    );
     assert_eq!(sim.products().len(), 1, "upsert, not append");
     assert_eq!(sim.products()[0].reference(), cpu1());
 
     let page: Value = reqwest::Client::new()
-        .get(format!("{}/api/products/v2/browse?itemsPerPage=10&filterProvider={P}", sim.url()))
+        .get(format!(
+            "{}/api/products/v2/browse?itemsPerPage=10&filterProvider={P}",
+            sim.url()
+        ))
         .bearer_auth(&token)
         .send()
         .await
@@ -146,12 +223,24 @@ async fn control_update_semantics() {
     let id = job["id"].as_str().unwrap().to_string();
     assert_eq!(sim.job_state(&id), Some(JobState::InQueue));
     let token = provider_token(&sim);
-    let update = |state: &str| json!({"id": id, "update": {"state": state, "status": null, "timestamp": 0}});
+    let update =
+        |state: &str| json!({"id": id, "update": {"state": state, "status": null, "timestamp": 0}});
 
-    assert_eq!(post(&sim, "/api/jobs/control/update", None, json!({"items": [update("RUNNING")]})).await.0, 403);
+    assert_eq!(
+        post(
+            &sim,
+            "/api/jobs/control/update",
+            None,
+            json!({"items": [update("RUNNING")]})
+        )
+        .await
+        .0,
+        403
+    );
 
     // One unknown id rejects the whole batch.
-    let batch = json!({"items": [update("RUNNING"), {"id": "999", "update": {"state": "RUNNING"}}]});
+    let batch =
+        json!({"items": [update("RUNNING"), {"id": "999", "update": {"state": "RUNNING"}}]});
     let (status, body) = post(&sim, "/api/jobs/control/update", Some(&token), batch).await;
     assert_eq!(status, 404);
     assert_eq!(body["why"], "Not found or permission denied (999)");
@@ -160,22 +249,43 @@ async fn control_update_semantics() {
     // expectedDifferentState dedups a repeated state.
     let mut dedup = update("RUNNING");
     dedup["update"]["expectedDifferentState"] = json!(true);
-    let (status, body) =
-        post(&sim, "/api/jobs/control/update", Some(&token), json!({"items": [dedup.clone(), dedup]})).await;
+    let (status, body) = post(
+        &sim,
+        "/api/jobs/control/update",
+        Some(&token),
+        json!({"items": [dedup.clone(), dedup]}),
+    )
+    .await;
     assert_eq!((status, body), (200, json!({})));
     assert_eq!(sim.job_state(&id), Some(JobState::Running));
     assert_eq!(sim.job_updates(&id).len(), 1);
-    assert!(sim.job_updates(&id)[0].timestamp > 0, "timestamp overwritten with now");
+    assert!(
+        sim.job_updates(&id)[0].timestamp > 0,
+        "timestamp overwritten with now"
+    );
 
     // A final state is sticky.
     let batch = json!({"items": [update("SUCCESS"), update("RUNNING"), update("FAILURE")]});
-    assert_eq!(post(&sim, "/api/jobs/control/update", Some(&token), batch).await.0, 200);
+    assert_eq!(
+        post(&sim, "/api/jobs/control/update", Some(&token), batch)
+            .await
+            .0,
+        200
+    );
     assert_eq!(sim.job_state(&id), Some(JobState::Success));
     let states: Vec<_> = sim.job_updates(&id).iter().map(|u| u.state).collect();
-    assert_eq!(states, vec![Some(JobState::Running), Some(JobState::Success)]);
+    assert_eq!(
+        states,
+        vec![Some(JobState::Running), Some(JobState::Success)]
+    );
     assert_eq!(sim.received_updates().len(), 5);
-    sim.wait_for_state(&id, JobState::Success, Duration::from_millis(100)).await.unwrap();
-    let err = sim.wait_for_state(&id, JobState::Failure, Duration::from_millis(50)).await.unwrap_err();
+    sim.wait_for_state(&id, JobState::Success, Duration::from_millis(100))
+        .await
+        .unwrap();
+    let err = sim
+        .wait_for_state(&id, JobState::Failure, Duration::from_millis(50))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("FAILURE"), "{err}");
 }
 
@@ -190,7 +300,10 @@ struct Seen {
 
 impl Seen {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -206,8 +319,11 @@ struct Stub {
 async fn stub_handler(State(stub): State<Stub>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let bytes: Bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-    let headers =
-        parts.headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
     let path = parts.uri.path().to_string();
     stub.seen.lock().unwrap().push(Seen {
         method: parts.method.to_string(),
@@ -237,7 +353,9 @@ async fn stub_handler(State(stub): State<Stub>, req: Request) -> Response {
 async fn start_stub() -> (Stub, String) {
     let stub = Stub::default();
     stub.create_status.store(200, Ordering::SeqCst);
-    let app = Router::new().fallback(stub_handler).with_state(stub.clone());
+    let app = Router::new()
+        .fallback(stub_handler)
+        .with_state(stub.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -251,7 +369,13 @@ async fn init_dance_and_core_headers() {
     stub.busy.store(2, Ordering::SeqCst);
     let mut params = Map::new();
     params.insert("seconds".into(), json!({"type": "integer", "value": 3}));
-    let job = sim.new_job("alice#1234", cpu1(), "sleep", params, Some(protocol::SimpleDuration::from_seconds(600)));
+    let job = sim.new_job(
+        "alice#1234",
+        cpu1(),
+        "sleep",
+        params,
+        Some(protocol::SimpleDuration::from_seconds(600)),
+    );
     let id = job["id"].as_str().unwrap().to_string();
     let result = sim.create_job(&job).await.unwrap();
     assert_eq!(result.status, 200);
@@ -265,26 +389,45 @@ async fn init_dance_and_core_headers() {
     let init = format!("/ucloud/{P}/integration/init");
     let (c, i) = (create.as_str(), init.as_str());
     assert_eq!(paths, vec![c, i, c, i, c]);
-    let key = auth::PublicKey::parse(&std::fs::read_to_string(sim.public_key_pem_path()).unwrap()).unwrap();
+    let key = auth::PublicKey::parse(&std::fs::read_to_string(sim.public_key_pem_path()).unwrap())
+        .unwrap();
     let verifier = auth::TokenVerifier::for_core_calls(key, "cloud.sdu.dk");
     for s in &seen {
         assert_eq!(s.method, "POST");
-        assert_eq!(s.header("content-type"), None, "the Core sends no Content-Type");
+        assert_eq!(
+            s.header("content-type"),
+            None,
+            "the Core sends no Content-Type"
+        );
         assert_eq!(s.header("ucloud-username"), Some("YWxpY2UjMTIzNA=="));
         assert_eq!(s.header("user-agent"), Some("Go-http-client/1.1"));
         let claims = verifier.verify_bearer(s.header("authorization")).unwrap();
-        assert_eq!((claims.sub.as_str(), claims.role.as_str()), ("_UCloud", "SERVICE"));
+        assert_eq!(
+            (claims.sub.as_str(), claims.role.as_str()),
+            ("_UCloud", "SERVICE")
+        );
     }
     // The token is reused across calls (fresh enough).
-    assert!(seen.iter().all(|s| s.header("authorization") == seen[0].header("authorization")));
+    assert!(seen
+        .iter()
+        .all(|s| s.header("authorization") == seen[0].header("authorization")));
     assert_eq!(seen[1].body, json!({"username": "alice#1234"}));
     let item = &seen[4].body["items"][0];
     assert_eq!(item["id"], id.as_str());
     assert_eq!(item["permissions"], json!({"myself": [], "others": []}));
     assert_eq!(item["specification"]["labels"], json!({}));
-    assert_eq!(item["specification"]["parameters"]["ucMetricSampleRate"]["value"], "0ms");
-    assert_eq!(item["specification"]["parameters"]["seconds"]["mountPath"], "");
-    assert_eq!(item["specification"]["timeAllocation"], json!({"hours": 0, "minutes": 10, "seconds": 0}));
+    assert_eq!(
+        item["specification"]["parameters"]["ucMetricSampleRate"]["value"],
+        "0ms"
+    );
+    assert_eq!(
+        item["specification"]["parameters"]["seconds"]["mountPath"],
+        ""
+    );
+    assert_eq!(
+        item["specification"]["timeAllocation"],
+        json!({"hours": 0, "minutes": 10, "seconds": 0})
+    );
     assert_eq!(item["status"]["state"], "IN_QUEUE");
     assert_eq!(item["status"]["resolvedApplication"]["favorite"], false);
     assert_eq!(item["output"], json!({"outputFolder": null}));
@@ -296,16 +439,27 @@ async fn init_dance_and_core_headers() {
     let last = seen.last().unwrap();
     assert_eq!(last.path, format!("/ucloud/{P}/jobs/terminate"));
     assert_eq!(last.header("ucloud-username"), Some("YWxpY2UjMTIzNA=="));
-    assert_eq!(last.body["items"][0]["permissions"]["myself"], json!(["ADMIN", "READ", "EDIT"]));
+    assert_eq!(
+        last.body["items"][0]["permissions"]["myself"],
+        json!(["ADMIN", "READ", "EDIT"])
+    );
 
     // System calls carry no username header; raw calls send exactly what they are given.
-    sim.call(Method::GET, "/jobs/retrieveProducts", None, None).await.unwrap();
-    let r = sim.call_raw(Method::GET, "/jobs/retrieveProducts", None, None, None).await.unwrap();
+    sim.call(Method::GET, "/jobs/retrieveProducts", None, None)
+        .await
+        .unwrap();
+    let r = sim
+        .call_raw(Method::GET, "/jobs/retrieveProducts", None, None, None)
+        .await
+        .unwrap();
     assert_eq!(r.attempts, 1);
     let seen = stub.seen.lock().unwrap().clone();
     let n = seen.len();
     assert_eq!(seen[n - 2].header("ucloud-username"), None);
-    assert!(seen[n - 2].header("authorization").unwrap().starts_with("Bearer "));
+    assert!(seen[n - 2]
+        .header("authorization")
+        .unwrap()
+        .starts_with("Bearer "));
     assert_eq!(seen[n - 1].header("authorization"), None);
 }
 
@@ -333,7 +487,10 @@ async fn failed_create_deletes_the_job() {
     sim.set_provider_url("http://127.0.0.1:1");
     let job = sim.new_job("bob", cpu1(), "sleep", Map::new(), None);
     let id = job["id"].as_str().unwrap().to_string();
-    assert!(matches!(sim.create_job(&job).await, Err(CallError::Transport(_))));
+    assert!(matches!(
+        sim.create_job(&job).await,
+        Err(CallError::Transport(_))
+    ));
     assert_eq!(sim.job_state(&id), None);
 }
 
@@ -344,9 +501,11 @@ async fn control_api_drives_the_provider() {
     let client = reqwest::Client::new();
     let answer: Value = client
         .post(format!("{}/sim/jobs", sim.url()))
-        .json(&json!({"username": "carol", "product": {"id": "cpu-1", "category": "cpu"},
+        .json(
+            &json!({"username": "carol", "product": {"id": "cpu-1", "category": "cpu"},
                       "application": "sleep", "parameters": {"n": {"type": "integer", "value": 1}},
-                      "timeAllocation": null}))
+                      "timeAllocation": null}),
+        )
         .send()
         .await
         .unwrap()
@@ -355,7 +514,14 @@ async fn control_api_drives_the_provider() {
         .unwrap();
     assert_eq!(answer["status"], 200);
     let id = answer["jobId"].as_str().unwrap();
-    let job: Value = client.get(format!("{}/sim/jobs/{id}", sim.url())).send().await.unwrap().json().await.unwrap();
+    let job: Value = client
+        .get(format!("{}/sim/jobs/{id}", sim.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(job["state"], "IN_QUEUE");
     assert_eq!(job["updates"], json!([]));
     let term: Value = client
@@ -367,6 +533,10 @@ async fn control_api_drives_the_provider() {
         .await
         .unwrap();
     assert_eq!(term["status"], 200);
-    let missing = client.get(format!("{}/sim/jobs/1", sim.url())).send().await.unwrap();
+    let missing = client
+        .get(format!("{}/sim/jobs/1", sim.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
 }
