@@ -29,8 +29,8 @@ stop() {
 
 if [ "${1:-}" = stop ]; then stop; echo "stopped (Slurm keeps running: dev/slurm-cluster.sh stop)"; exit 0; fi
 
-say "Setting up: packages, Slurm, users, sudoers, release build (first run takes a few minutes)"
-bash dev/setup.sh release
+say "Setting up: packages, Slurm, users, sudoers, build (the first run takes several minutes)"
+bash dev/setup.sh debug
 stop
 
 say "Starting the stand-in UCloud Core on $SIM_URL"
@@ -84,7 +84,7 @@ say "Submitting a job for UCloud user alice#1234 through the provider API"
 out=$(/usr/local/lib/ucim/ucloud-sim create-job --sim $SIM_URL --user 'alice#1234' --product cpu-1 \
   --category cpu --app print-id --param seconds=5 --minutes 10)
 echo "$out"
-job=$(printf '%s\n' "$out" | sed -n 's/.*job[ _]id[": ]*\([0-9A-Za-z_-]*\).*/\1/ip' | head -1)
+job=$(printf '%s\n' "$out" | head -1)
 [ -n "$job" ] || { echo "could not read the job id" >&2; exit 1; }
 
 say "Following job $job (state changes as the Core receives them)"
