@@ -12,7 +12,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- packages the module and its tests need (Slurm's own are installed by slurm-cluster.sh)
 need=()
-for p in sudo gcc libc6-dev pkg-config ca-certificates procps; do
+for p in sudo gcc libc6-dev pkg-config ca-certificates procps python3; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
