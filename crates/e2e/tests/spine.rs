@@ -92,9 +92,12 @@ async fn bad_requests_get_a_clear_4xx_and_never_reach_slurm() {
     }
     let stack = Stack::start("badreq", 43080).await;
     stack.map("alice#1234", "alice");
+    // Other tests submit as alice at the same time, so count only jobs whose working directory lies under this
+    // stack's job root.
+    let marker = format!("/{}/", stack.job_root);
     let count_jobs = || {
-        let out = std::process::Command::new("squeue").args(["-h", "-u", "alice", "-t", "all", "-o", "%j"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("ucloud-")).count()
+        let out = std::process::Command::new("squeue").args(["-h", "-u", "alice", "-t", "all", "-o", "%Z"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(&marker)).count()
     };
     let before = count_jobs();
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
