@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod users;
+pub use users::{UserMode, UsersConfig};
+
 pub const DEFAULT_PATH: &str = "/etc/ucim/config.toml";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -67,6 +70,16 @@ pub struct ServerConfig {
     /// Folder under each user's home where job scripts and outputs go.
     #[serde(default = "default_job_root")]
     pub job_root: String,
+    /// How the users' browsers reach this module (e.g. `https://hpc.example.org`), for pages it serves
+    /// them such as the connect instructions.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// An instance that served no call for this long stops; 0 keeps instances until the server stops.
+    #[serde(default = "default_idle_secs")]
+    pub instance_idle_secs: u64,
+    /// Append-only JSON-lines record of every user call (who, as whom, what, outcome).
+    #[serde(default = "default_audit_log")]
+    pub audit_log: PathBuf,
 }
 
 fn default_database() -> PathBuf {
@@ -86,6 +99,12 @@ fn default_max_instances() -> u16 {
 }
 fn default_min_uid() -> u32 {
     1000
+}
+fn default_idle_secs() -> u64 {
+    1800
+}
+fn default_audit_log() -> PathBuf {
+    "/var/log/ucim/audit.jsonl".into()
 }
 fn default_job_root() -> String {
     "ucloud-jobs".into()
@@ -146,14 +165,6 @@ pub struct Product {
 #[serde(deny_unknown_fields)]
 pub struct Application {
     pub script: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct UsersConfig {
-    /// Fixed mappings from UCloud username to unix user, in addition to those made with `ucim admin map`.
-    #[serde(default)]
-    pub map: BTreeMap<String, String>,
 }
 
 /// A configuration problem: which file, which key, what is wrong.
@@ -281,12 +292,15 @@ impl Config {
                 return Err((format!("applications.{name}.script"), "must not contain NUL".into()));
             }
         }
-        for (ucloud, unix) in &self.users.map {
-            if !valid_unix_name(unix) {
-                return Err((format!("users.map.\"{ucloud}\""), format!("`{unix}` is not a valid unix user name")));
+        if let Some(url) = &self.server.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.ends_with('/') {
+                return bad("server.public_url", "must start with http:// or https:// and not end with '/'");
             }
         }
-        Ok(())
+        if self.server.instance_idle_secs != 0 && self.server.instance_idle_secs < 2 {
+            return bad("server.instance_idle_secs", "must be 0 (never stop) or at least 2");
+        }
+        self.users.validate(self.server.public_url.as_deref())
     }
 }
 

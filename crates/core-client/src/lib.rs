@@ -115,6 +115,18 @@ impl CoreClient {
         Ok(())
     }
 
+    /// Tells the Core that `username` is connected (`approveConnection`).
+    pub async fn approve_connection(&self, username: &str) -> Result<(), CoreError> {
+        let body = protocol::UsernameRequest { username: username.to_string() };
+        self.post(protocol::core::APPROVE_CONNECTION, &body).await.map(|_| ())
+    }
+
+    /// Tells the Core that `username` is no longer connected (`clearConnection`).
+    pub async fn clear_connection(&self, username: &str) -> Result<(), CoreError> {
+        let body = protocol::UsernameRequest { username: username.to_string() };
+        self.post(protocol::core::CLEAR_CONNECTION, &body).await.map(|_| ())
+    }
+
     pub async fn update_jobs(&self, items: &[JobUpdateItem]) -> Result<(), CoreError> {
         self.post(protocol::core::JOBS_CONTROL_UPDATE, &BulkRequest::new(items.to_vec())).await.map(|_| ())
     }

@@ -166,7 +166,7 @@ fn valid_job_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-pub async fn terminate(me: &Instance, _user: &str, body: &[u8]) -> Result<Response, ApiError> {
+pub async fn terminate(me: &Instance, user: &str, body: &[u8]) -> Result<Response, ApiError> {
     let request: BulkRequest<Job> = parse_json(body)?;
     let mut responses = Vec::with_capacity(request.items.len());
     for job in &request.items {
@@ -179,6 +179,12 @@ pub async fn terminate(me: &Instance, _user: &str, body: &[u8]) -> Result<Respon
             IpcResponse::Error { message } => return Err(ApiError::not_found(message)),
             other => return Err(ApiError::internal("unexpected server answer to LookupJob", format!("{other:?}"))),
         };
+        // Many-to-one: every job is our uid's, so the owner check is ours to make. Same answer as a
+        // missing job, so ids cannot be probed.
+        if me.setup.many_to_one && info.ucloud_user != user {
+            tracing::warn!(target: "ucim::audit", user, job = job.id, owner = info.ucloud_user, "refused to cancel another user's job");
+            return Err(ApiError::not_found(format!("Job {} not found", job.id)));
+        }
         if let (false, Some(slurm_id)) = (info.ended, info.slurm_id) {
             me.ask(&Request::RequestCancel { ucloud_id: job.id.clone() }).await?;
             me.slurm

@@ -25,6 +25,9 @@ pub struct Instance {
     pub slurm: slurm::SlurmClient,
     socket: PathBuf,
     pub home: PathBuf,
+    /// UCloud users this instance serves: those in the setup, plus those the server confirmed later (users
+    /// connected after the instance started).
+    served: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Instance {
@@ -37,14 +40,22 @@ impl Instance {
     }
 
     /// Checks the token and that the call is for a UCloud user this instance serves.
-    fn authorise(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+    async fn authorise(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         let call = check_core_call(headers, &self.verifier)?;
         let user = call.username.ok_or_else(|| ApiError::bad_request("This call needs a ucloud-username header"))?;
-        if !self.setup.ucloud_users.iter().any(|u| *u == user) {
-            tracing::warn!(user, "refused a call for a user this instance does not serve");
-            return Err(ApiError::forbidden(format!("This instance does not serve {user}")));
+        if self.served.lock().unwrap_or_else(|p| p.into_inner()).contains(&user) {
+            return Ok(user);
         }
-        Ok(user)
+        match self.ask(&Request::CheckUser { ucloud_user: user.clone() }).await? {
+            IpcResponse::Ok => {
+                self.served.lock().unwrap_or_else(|p| p.into_inner()).insert(user.clone());
+                Ok(user)
+            }
+            _ => {
+                tracing::warn!(user, "refused a call for a user this instance does not serve");
+                Err(ApiError::forbidden(format!("This instance does not serve {user}")))
+            }
+        }
     }
 }
 
@@ -96,7 +107,8 @@ pub async fn run() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let port = setup.port;
     let users = setup.ucloud_users.join(", ");
-    let instance = Arc::new(Instance { setup, verifier, slurm, socket: bootstrap.socket, home });
+    let served = std::sync::Mutex::new(setup.ucloud_users.iter().cloned().collect());
+    let instance = Arc::new(Instance { setup, verifier, slurm, socket: bootstrap.socket, home, served });
     let app = router(instance);
 
     match control.call(&Request::Ready { port }).await? {
@@ -126,11 +138,11 @@ pub fn router(instance: Arc<Instance>) -> Router {
 }
 
 async fn create(State(me): State<Arc<Instance>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let user = me.authorise(&headers)?;
+    let user = me.authorise(&headers).await?;
     jobs::create(&me, &user, &body).await
 }
 
 async fn terminate(State(me): State<Arc<Instance>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let user = me.authorise(&headers)?;
+    let user = me.authorise(&headers).await?;
     jobs::terminate(&me, &user, &body).await
 }

@@ -118,7 +118,7 @@ mod tests {
             assert_eq!(req, Request::ListUsers);
             conn.send(&Response::Error { message: format!("uid {}", peer.uid) }).await.unwrap();
             // Every response shape serialises (internally tagged enums cannot hold bare lists).
-            let users = vec![UserInfo { ucloud_user: "a".into(), unix_user: "a".into(), uid: 1, source: "admin".into() }];
+            let users = vec![UserInfo { ucloud_user: "a".into(), unix_user: "a".into(), uid: 1, source: "admin".into(), expires_at: None }];
             conn.send(&Response::Users { users }).await.unwrap();
             // A client that sends a huge length prefix is refused without allocating it.
             let (mut conn, _) = listener.accept().await.unwrap();

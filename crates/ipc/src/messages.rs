@@ -19,6 +19,9 @@ pub struct InstanceSetup {
     pub applications: BTreeMap<String, config::Application>,
     pub slurm: config::SlurmConfig,
     pub job_root: String,
+    /// Many UCloud users share this uid: the instance must check every job's owner itself.
+    #[serde(default)]
+    pub many_to_one: bool,
 }
 
 /// Written by the server on the instance's stdin at launch: where to connect and the one-time nonce that
@@ -46,12 +49,22 @@ pub enum Request {
     LookupJob { ucloud_id: String },
     /// Instance → server: the user asked UCloud to stop this job (so CANCELLED means "by the user").
     RequestCancel { ucloud_id: String },
+    /// Instance → server: does `ucloud_user` map to the peer uid (a user connected after the instance started)?
+    CheckUser { ucloud_user: String },
+    /// Any local user: redeem a connect ticket for the peer uid's own account (`ucim connect`).
+    RedeemTicket { ticket: String },
+    /// Any local user: the UCloud users mapped to the peer uid.
+    WhoAmI,
     /// Admin (uid 0 or the service user): map a UCloud user to a unix user.
     MapUser { ucloud_user: String, unix_user: String },
     /// Admin: remove a mapping.
     UnmapUser { ucloud_user: String },
     /// Admin: list mappings.
     ListUsers,
+    /// Admin: end a connection, in UCloud too (`clearConnection`).
+    Disconnect { ucloud_user: String },
+    /// Admin: connections and open tickets.
+    ListConnections,
     /// Admin: the running instances.
     ListInstances,
 }
@@ -65,6 +78,9 @@ pub enum Response {
     AlreadySubmitted { slurm_id: u64 },
     Job(JobInfo),
     Users { users: Vec<UserInfo> },
+    /// A ticket was redeemed: this UCloud user is now the peer's account.
+    Connected { ucloud_user: String },
+    Connections { users: Vec<UserInfo>, tickets: Vec<TicketInfo> },
     Instances { instances: Vec<InstanceInfo> },
     Error { message: String },
 }
@@ -82,8 +98,19 @@ pub struct UserInfo {
     pub ucloud_user: String,
     pub unix_user: String,
     pub uid: u32,
-    /// "admin" (made with `ucim admin map`) or "config".
+    /// How the mapping was made: `admin`, `ticket`, `hook`, `many-to-one` or `config`.
     pub source: String,
+    /// Milliseconds since the epoch when the connection ends, if it does.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+/// An open connect ticket (the ticket itself is never stored or shown, only who it is for).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TicketInfo {
+    pub ucloud_user: String,
+    pub created_at: i64,
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -92,4 +119,9 @@ pub struct InstanceInfo {
     pub uid: u32,
     pub port: u16,
     pub pid: Option<i32>,
+    /// Seconds since it started and since it last served a call.
+    #[serde(default)]
+    pub up_secs: u64,
+    #[serde(default)]
+    pub idle_secs: u64,
 }

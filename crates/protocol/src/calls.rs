@@ -25,6 +25,8 @@ pub fn decode_username_header(value: &str) -> Option<String> {
 pub mod provider {
     pub const RETRIEVE_MANIFEST: &str = "/integration/retrieveManifest";
     pub const INIT: &str = "/integration/init";
+    pub const CONNECT: &str = "/integration/connect";
+    pub const UNLINKED: &str = "/integration/unlinked";
     pub const JOBS_RETRIEVE_PRODUCTS: &str = "/jobs/retrieveProducts";
     pub const JOBS_CREATE: &str = "/jobs";
     pub const JOBS_TERMINATE: &str = "/jobs/terminate";
@@ -43,6 +45,8 @@ pub mod core {
     pub const AUTH_REFRESH: &str = "/auth/providers/refresh";
     pub const PRODUCTS_CREATE: &str = "/api/products/v2";
     pub const JOBS_CONTROL_UPDATE: &str = "/api/jobs/control/update";
+    pub const APPROVE_CONNECTION: &str = "/api/providers/integration/control/approveConnection";
+    pub const CLEAR_CONNECTION: &str = "/api/providers/integration/control/clearConnection";
 }
 
 /// `/ucloud/{providerId}` + `suffix`.

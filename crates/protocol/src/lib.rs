@@ -70,6 +70,13 @@ pub struct UsernameRequest {
     pub username: String,
 }
 
+/// The answer of `integration.connect`: where the Core sends the user's browser next.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectResponse {
+    pub redirect_to: String,
+}
+
 /// The answer of `integration.retrieveManifest`. `enabled` is always sent: a manifest without it decodes as
 /// `false` in the Core (§10.23).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

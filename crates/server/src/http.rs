@@ -9,8 +9,10 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http_api::{check_core_call, ok_json, parse_json, ApiError};
-use protocol::{BulkResponse, Empty, Manifest, UsernameRequest};
+use protocol::{BulkResponse, Empty, UsernameRequest};
 
+use crate::audit::Event;
+use crate::connect;
 use crate::users::LocalUser;
 use crate::Server;
 
@@ -33,8 +35,15 @@ async fn dispatch(State(server): State<Arc<Server>>, request: Request) -> Respon
 
 async fn handle(server: &Arc<Server>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let call = check_core_call(&parts.headers, &server.verifier)?;
     let prefix = format!("/ucloud/{}", server.config.provider_id);
+    // The one browser-facing page: it carries its own secret (the ticket) and no Core token.
+    if parts.method == Method::GET && parts.uri.path().strip_prefix(&prefix) == Some(connect::INSTRUCTIONS_PATH) {
+        let ticket = parts.uri.query().and_then(|q| {
+            q.split('&').find_map(|kv| kv.strip_prefix("ticket=")).map(str::to_string)
+        });
+        return Ok(connect::instructions_page(server, ticket.as_deref()));
+    }
+    let call = check_core_call(&parts.headers, &server.verifier)?;
     let suffix = parts
         .uri
         .path()
@@ -48,9 +57,15 @@ async fn handle(server: &Arc<Server>, request: Request) -> Result<Response, ApiE
 
     use protocol::provider::*;
     match (&parts.method, suffix.as_str()) {
-        (&Method::GET, RETRIEVE_MANIFEST) => {
-            // Users are mapped by the operator (`ucim admin map`), so UCloud needs no connect step.
-            Ok(ok_json(&Manifest { enabled: false, expire_after_ms: None }))
+        (&Method::GET, RETRIEVE_MANIFEST) => Ok(ok_json(&connect::manifest(&server.config))),
+        (&Method::POST, CONNECT) => {
+            let request: UsernameRequest = parse_json(&body)?;
+            Ok(ok_json(&connect::connect(server, &request.username).await?))
+        }
+        (&Method::POST, UNLINKED) => {
+            let request: UsernameRequest = parse_json(&body)?;
+            connect::unlinked(server, &request.username).await?;
+            Ok(ok_json(&Empty {}))
         }
         (&Method::GET, JOBS_RETRIEVE_PRODUCTS) => Ok(ok_json(&BulkResponse::new(crate::job_support(&server.config)))),
         (&Method::GET, s) if s == FILES_COLLECTIONS_RETRIEVE_PRODUCTS || OTHER_RETRIEVE_PRODUCTS.contains(&s) => {
@@ -59,13 +74,22 @@ async fn handle(server: &Arc<Server>, request: Request) -> Result<Response, ApiE
         (&Method::POST, INIT) => {
             let request: UsernameRequest = parse_json(&body)?;
             let user = resolve(server, &request.username)?;
-            start_instance(server, &user).await?;
+            start_instance(server, user.uid, &user.unix_user).await?;
             Ok(ok_json(&Empty {}))
         }
         (&Method::POST, JOBS_CREATE | JOBS_TERMINATE) => {
             let username = call.username.ok_or_else(|| ApiError::bad_request("This call needs a ucloud-username header"))?;
             let user = resolve(server, &username)?;
-            forward(server, &user, &parts.method, &parts.uri, &parts.headers, body).await
+            let ids = crate::audit::item_ids(&body);
+            let answer = forward(server, &user, &parts.method, &parts.uri, &parts.headers, body).await;
+            let status = match &answer {
+                Ok(r) => r.status().as_u16(),
+                Err(e) => e.status.as_u16(),
+            };
+            let action = format!("{} {suffix}", parts.method);
+            let outcome = status.to_string();
+            server.audit.record(&Event { ucloud_user: &username, unix_user: Some(&user.unix_user), action: &action, ids: &ids, outcome: &outcome });
+            answer
         }
         _ => Err(ApiError::not_found(format!("Unknown call {} {}", parts.method, parts.uri.path()))),
     }
@@ -78,10 +102,11 @@ fn resolve(server: &Server, username: &str) -> Result<LocalUser, ApiError> {
     })
 }
 
-async fn start_instance(server: &Arc<Server>, user: &LocalUser) -> Result<u16, ApiError> {
+/// Starts `uid`'s instance unless it runs; answers its port.
+pub async fn start_instance(server: &Arc<Server>, uid: u32, unix_user: &str) -> Result<u16, ApiError> {
     let setup = |port| ipc::InstanceSetup {
         port,
-        ucloud_users: server.users.ucloud_users_of(user.uid),
+        ucloud_users: server.users.ucloud_users_of(uid),
         provider_id: server.config.provider_id.clone(),
         issuer: server.config.core.issuer.clone(),
         public_key: server.public_key_text.clone(),
@@ -89,10 +114,11 @@ async fn start_instance(server: &Arc<Server>, user: &LocalUser) -> Result<u16, A
         applications: server.config.applications.clone(),
         slurm: server.config.slurm.clone(),
         job_root: server.config.server.job_root.clone(),
+        many_to_one: server.config.users.mode == config::UserMode::ManyToOne,
     };
     server
         .instances
-        .ensure_running(user.uid, &user.unix_user, setup)
+        .ensure_running(uid, unix_user, setup)
         .await
         .map_err(|e| ApiError::internal("could not start the user's instance", e))
 }
@@ -110,7 +136,7 @@ async fn forward(
     let Some(port) = server.instances.port_if_running(user.uid).await else {
         let (server, user) = (server.clone(), user.clone());
         tokio::spawn(async move {
-            if let Err(e) = start_instance(&server, &user).await {
+            if let Err(e) = start_instance(&server, user.uid, &user.unix_user).await {
                 tracing::warn!(user = user.unix_user, "background start failed: {}", e.why);
             }
         });

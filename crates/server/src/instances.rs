@@ -3,21 +3,32 @@
 //! present it over the IPC socket from the right uid before it is given anything.
 //!
 //! An instance lives as long as its stdin and its control connection: when the server exits (cleanly or
-//! killed) both close and the instance stops by itself.
+//! killed) both close and the instance stops by itself. The server stops an instance the same way (closing
+//! its stdin) when it has been idle too long or when its user's unix groups changed (a process keeps the
+//! groups it started with). An instance that dies on its own is a crash: it is started again after a
+//! backoff that grows with repeated crashes.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipc::{Bootstrap, InstanceInfo, InstanceSetup};
 use rand::RngCore;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a stopped instance gets to exit by itself before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// An instance that ran this long before crashing counts as healthy: the backoff starts again.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A crashed instance to restart: uid and unix user.
+pub type Crash = (u32, String);
 
 pub struct Instances {
     socket: PathBuf,
@@ -29,11 +40,15 @@ pub struct Instances {
     /// Launched but not yet proven: nonce → what the instance may receive.
     pending: Mutex<HashMap<String, Pending>>,
     ports: Mutex<BTreeSet<u16>>,
+    crashes: mpsc::UnboundedSender<Crash>,
 }
 
 #[derive(Default)]
 pub struct Slot {
     running: Option<Running>,
+    /// Crashes in a row (reset by a healthy run) and when the last one happened.
+    crashes: u32,
+    last_crash: Option<Instant>,
 }
 
 struct Running {
@@ -41,9 +56,13 @@ struct Running {
     unix_user: String,
     pid: Option<u32>,
     nonce: String,
-    /// Dropping these ends the instance: its stdin closes.
-    _stdin: ChildStdin,
-    _child: Child,
+    /// The unix groups the process started with.
+    groups: Vec<u32>,
+    started: Instant,
+    last_used: Instant,
+    /// Dropping stdin ends the instance.
+    stdin: ChildStdin,
+    child: Child,
 }
 
 struct Pending {
@@ -60,6 +79,8 @@ pub enum StartError {
     Launch { user: String, detail: String },
     #[error("the instance for {0} did not become ready in time")]
     Timeout(String),
+    #[error("the instance for {user} crashed {crashes} times in a row; next start in {secs} s")]
+    Backoff { user: String, crashes: u32, secs: u64 },
 }
 
 /// What the IPC handshake needs from a launch.
@@ -69,8 +90,10 @@ pub enum Handshake {
 }
 
 impl Instances {
-    pub fn new(config: &config::Config) -> Instances {
-        Instances {
+    /// The instances, and where crashed instances are reported for a restart.
+    pub fn new(config: &config::Config) -> (Instances, mpsc::UnboundedReceiver<Crash>) {
+        let (crashes, crashed) = mpsc::unbounded_channel();
+        let instances = Instances {
             socket: config.server.socket.clone(),
             command: config.server.instance_command.clone(),
             first_port: config.server.first_instance_port,
@@ -78,18 +101,22 @@ impl Instances {
             slots: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             ports: Mutex::new(BTreeSet::new()),
-        }
+            crashes,
+        };
+        (instances, crashed)
     }
 
     fn slot(&self, uid: u32) -> Arc<tokio::sync::Mutex<Slot>> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).entry(uid).or_default().clone()
     }
 
-    /// The port of `uid`'s instance if it is running; never starts one.
+    /// The port of `uid`'s instance if it is running, counting as use; never starts one.
     pub async fn port_if_running(&self, uid: u32) -> Option<u16> {
         let slot = self.slot(uid);
-        let slot = slot.try_lock().ok()?;
-        slot.running.as_ref().map(|r| r.port)
+        let mut slot = slot.try_lock().ok()?;
+        let running = slot.running.as_mut()?;
+        running.last_used = Instant::now();
+        Some(running.port)
     }
 
     /// Starts `unix_user`'s instance unless it runs; returns its port. `setup` is built only when needed.
@@ -101,13 +128,17 @@ impl Instances {
     ) -> Result<u16, StartError> {
         let slot = self.slot(uid);
         let mut slot = slot.lock().await;
-        if let Some(r) = &slot.running {
+        if let Some(r) = &mut slot.running {
+            r.last_used = Instant::now();
             return Ok(r.port);
+        }
+        if let Some(wait) = slot.backoff_left() {
+            return Err(StartError::Backoff { user: unix_user.to_string(), crashes: slot.crashes, secs: wait.as_secs() + 1 });
         }
         let port = self.allocate_port().ok_or(StartError::NoPort)?;
         match self.launch(uid, unix_user, setup(port)).await {
             Ok(running) => {
-                tracing::info!(unix_user, uid, port, pid = ?running.pid, "instance started");
+                tracing::info!(unix_user, uid, port, pid = ?running.pid, groups = ?running.groups, "instance started");
                 slot.running = Some(running);
                 Ok(port)
             }
@@ -124,6 +155,7 @@ impl Instances {
         let (ready_tx, ready_rx) = oneshot::channel();
         self.pending_map().insert(nonce.clone(), Pending { uid, setup, ready: Some(ready_tx) });
         let fail = |detail: String| StartError::Launch { user: unix_user.to_string(), detail };
+        let groups = groups_of(unix_user);
 
         // argv only; unix_user was validated against the passwd database by the caller.
         let mut child = Command::new("sudo")
@@ -168,7 +200,8 @@ impl Instances {
             drop(stdin);
             return Err(e);
         }
-        Ok(Running { port, unix_user: unix_user.to_string(), pid, nonce, _stdin: stdin, _child: child })
+        let now = Instant::now();
+        Ok(Running { port, unix_user: unix_user.to_string(), pid, nonce, groups, started: now, last_used: now, stdin, child })
     }
 
     fn pending_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
@@ -203,15 +236,68 @@ impl Instances {
         }
     }
 
-    /// The instance's control connection closed: it is gone. Frees the slot if it is still that instance.
+    /// The instance's control connection closed. If the server did not stop it, it crashed: the slot is
+    /// freed and the crash reported for a restart after the backoff.
     pub async fn exited(&self, uid: u32, nonce: &str) {
         let slot = self.slot(uid);
         let mut slot = slot.lock().await;
-        if slot.running.as_ref().is_some_and(|r| r.nonce == nonce) {
-            let r = slot.running.take().expect("checked");
-            tracing::info!(unix_user = r.unix_user, port = r.port, "instance stopped");
-            self.release_port(r.port);
+        if !slot.running.as_ref().is_some_and(|r| r.nonce == nonce) {
+            return;
         }
+        let r = slot.running.take().expect("checked");
+        self.release_port(r.port);
+        slot.crashes = if r.started.elapsed() >= HEALTHY_RUN { 1 } else { slot.crashes + 1 };
+        slot.last_crash = Some(Instant::now());
+        tracing::warn!(unix_user = r.unix_user, port = r.port, crashes = slot.crashes, "instance exited unexpectedly");
+        let _ = self.crashes.send((uid, r.unix_user.clone()));
+        reap(r, "crashed");
+    }
+
+    /// How long to wait before restarting `uid`'s crashed instance.
+    pub async fn backoff(&self, uid: u32) -> Duration {
+        self.slot(uid).lock().await.backoff_left().unwrap_or_default()
+    }
+
+    /// Stops `uid`'s instance if it runs (its user was disconnected, or it must restart).
+    pub async fn stop(&self, uid: u32, why: &str) -> bool {
+        let slot = self.slot(uid);
+        let mut slot = slot.lock().await;
+        match slot.running.take() {
+            Some(r) => {
+                tracing::info!(unix_user = r.unix_user, port = r.port, why, "stopping instance");
+                self.release_port(r.port);
+                reap(r, why);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops instances idle longer than `idle` (if set) and those whose user's unix groups changed. Returns
+    /// the latter (uid, unix user): they should start again right away. Slots busy starting are skipped.
+    pub fn sweep(&self, idle: Option<Duration>) -> Vec<Crash> {
+        let slots: Vec<(u32, Arc<tokio::sync::Mutex<Slot>>)> =
+            self.slots.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, v.clone())).collect();
+        let mut restart = Vec::new();
+        for (uid, slot) in slots {
+            let Ok(mut slot) = slot.try_lock() else { continue };
+            let Some(r) = &slot.running else { continue };
+            let why = if idle.is_some_and(|idle| r.last_used.elapsed() >= idle) {
+                "idle"
+            } else if groups_of(&r.unix_user) != r.groups {
+                "unix groups changed"
+            } else {
+                continue;
+            };
+            let r = slot.running.take().expect("checked");
+            tracing::info!(unix_user = r.unix_user, port = r.port, why, "stopping instance");
+            self.release_port(r.port);
+            if why != "idle" {
+                restart.push((uid, r.unix_user.clone()));
+            }
+            reap(r, why);
+        }
+        restart
     }
 
     pub async fn list(&self) -> Vec<InstanceInfo> {
@@ -220,28 +306,44 @@ impl Instances {
         let mut out = Vec::new();
         for (uid, slot) in slots {
             if let Some(r) = &slot.lock().await.running {
-                out.push(InstanceInfo { unix_user: r.unix_user.clone(), uid, port: r.port, pid: r.pid.map(|p| p as i32) });
+                out.push(InstanceInfo {
+                    unix_user: r.unix_user.clone(),
+                    uid,
+                    port: r.port,
+                    pid: r.pid.map(|p| p as i32),
+                    up_secs: r.started.elapsed().as_secs(),
+                    idle_secs: r.last_used.elapsed().as_secs(),
+                });
             }
         }
         out.sort_by_key(|i| i.port);
         out
     }
 
-    /// Closes every instance's stdin; they exit on their own.
+    /// Stops every instance and waits (a little) for them to exit.
     pub async fn stop_all(&self) {
         let slots: Vec<Arc<tokio::sync::Mutex<Slot>>> =
             self.slots.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let mut exits = Vec::new();
         for slot in slots {
             let mut slot = slot.lock().await;
             if let Some(r) = slot.running.take() {
                 self.release_port(r.port);
+                exits.push(reap(r, "server stopping"));
             }
+        }
+        for exit in exits {
+            let _ = exit.await;
         }
     }
 
+    /// The lowest pool port neither given to an instance nor taken by anything else on the machine.
     fn allocate_port(&self) -> Option<u16> {
         let mut ports = self.ports.lock().unwrap_or_else(|p| p.into_inner());
-        let port = (0..self.max).map(|i| self.first_port + i).find(|p| !ports.contains(p))?;
+        let port = (0..self.max)
+            .map(|i| self.first_port + i)
+            .filter(|p| !ports.contains(p))
+            .find(|p| std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, *p)).is_ok())?;
         ports.insert(port);
         Some(port)
     }
@@ -249,6 +351,45 @@ impl Instances {
     fn release_port(&self, port: u16) {
         self.ports.lock().unwrap_or_else(|p| p.into_inner()).remove(&port);
     }
+}
+
+impl Slot {
+    fn backoff_left(&self) -> Option<Duration> {
+        let last = self.last_crash?;
+        if self.crashes == 0 {
+            return None;
+        }
+        let backoff = Duration::from_secs(1 << (self.crashes - 1).min(6)).min(MAX_BACKOFF);
+        backoff.checked_sub(last.elapsed()).filter(|d| !d.is_zero())
+    }
+}
+
+/// Closes the instance's stdin (it exits by itself) and reaps it, killing it if it lingers.
+fn reap(r: Running, why: &str) -> tokio::task::JoinHandle<()> {
+    let Running { stdin, mut child, unix_user, .. } = r;
+    drop(stdin);
+    let why = why.to_string();
+    tokio::spawn(async move {
+        match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+            Ok(_) => tracing::debug!(unix_user, why, "instance exited"),
+            Err(_) => {
+                tracing::warn!(unix_user, why, "instance did not exit in time; killing it");
+                let _ = child.kill().await;
+            }
+        }
+    })
+}
+
+/// The groups a process started as `unix_user` gets (primary and supplementary), sorted.
+pub fn groups_of(unix_user: &str) -> Vec<u32> {
+    let Some(user) = nix::unistd::User::from_name(unix_user).ok().flatten() else { return Vec::new() };
+    let Ok(name) = std::ffi::CString::new(unix_user) else { return Vec::new() };
+    let mut groups: Vec<u32> = nix::unistd::getgrouplist(&name, user.gid)
+        .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_default();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
 }
 
 fn random_hex(bytes: usize) -> String {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ipc::{Connection, JobInfo, PeerCred, Request, Response};
 use store::Inserted;
 
+use crate::connect;
 use crate::instances::Handshake;
 use crate::monitor::{phase_to_text, submitted_update};
 use crate::Server;
@@ -68,7 +69,7 @@ fn is_admin(peer: PeerCred) -> bool {
     peer.uid == 0 || peer.uid == nix::unistd::geteuid().as_raw()
 }
 
-pub async fn handle(server: &Server, peer: PeerCred, request: Request) -> Response {
+pub async fn handle(server: &Arc<Server>, peer: PeerCred, request: Request) -> Response {
     let store = &server.store;
     match request {
         Request::Hello { .. } | Request::Ready { .. } => error("unexpected handshake message"),
@@ -126,17 +127,57 @@ pub async fn handle(server: &Server, peer: PeerCred, request: Request) -> Respon
             },
             Err(r) => r,
         },
+        Request::CheckUser { ucloud_user } => {
+            if server.users.maps_to(&ucloud_user, peer.uid) {
+                Response::Ok
+            } else {
+                error(format!("{ucloud_user} is not mapped to uid {}", peer.uid))
+            }
+        }
+        Request::RedeemTicket { ticket } => match connect::redeem(server, peer.uid, &ticket).await {
+            Ok(ucloud_user) => Response::Connected { ucloud_user },
+            Err(why) => error(why),
+        },
+        Request::WhoAmI => {
+            let users = server.users.list().into_iter().filter(|u| u.uid == peer.uid).collect();
+            Response::Users { users }
+        }
+        Request::Disconnect { ucloud_user } => {
+            if !is_admin(peer) {
+                return error("only root or the service user may disconnect users");
+            }
+            match connect::disconnect(server, &ucloud_user).await {
+                Ok(()) => Response::Ok,
+                Err(why) => error(why),
+            }
+        }
+        Request::ListConnections => {
+            if !is_admin(peer) {
+                return error("only root or the service user may list connections");
+            }
+            let tickets = match store.open_tickets() {
+                Ok(t) => t,
+                Err(e) => return internal(e),
+            };
+            Response::Connections {
+                users: server.users.list(),
+                tickets: tickets
+                    .into_iter()
+                    .map(|t| ipc::TicketInfo { ucloud_user: t.ucloud_user, created_at: t.created_at, expires_at: t.expires_at })
+                    .collect(),
+            }
+        }
         Request::MapUser { ucloud_user, unix_user } => {
             if !is_admin(peer) {
                 return error("only root or the service user may map users");
             }
-            if ucloud_user.is_empty() || ucloud_user.len() > 256 || ucloud_user.chars().any(char::is_control) {
+            if !crate::users::valid_ucloud_username(&ucloud_user) {
                 return error("malformed UCloud username");
             }
             if !config::valid_unix_name(&unix_user) {
                 return error(format!("'{unix_user}' is not a valid unix user name"));
             }
-            match server.users.account_uid(&unix_user) {
+            match server.users.mappable_uid(&unix_user) {
                 Ok(uid) => match store.map_user(&ucloud_user, &unix_user, uid) {
                     Ok(()) => {
                         tracing::info!(ucloud_user, unix_user, uid, by = peer.uid, "user mapped");
@@ -151,8 +192,14 @@ pub async fn handle(server: &Server, peer: PeerCred, request: Request) -> Respon
             if !is_admin(peer) {
                 return error("only root or the service user may unmap users");
             }
+            let uid = store.user(&ucloud_user).ok().flatten().map(|m| m.uid);
             match store.unmap_user(&ucloud_user) {
-                Ok(true) => Response::Ok,
+                Ok(true) => {
+                    if let Some(uid) = uid {
+                        connect::stop_if_unused(server, uid).await;
+                    }
+                    Response::Ok
+                }
                 Ok(false) => error(format!("{ucloud_user} is not mapped")),
                 Err(e) => internal(e),
             }

@@ -3,9 +3,13 @@
 //! for every tracked job in one batched poll, and delivers job updates to the Core through a durable
 //! outbox.
 
-mod http;
+mod audit;
+mod connect;
+mod hook;
+pub(crate) mod http;
 pub mod instances;
 mod ipc_server;
+mod lifecycle;
 pub mod monitor;
 pub mod outbox;
 mod products;
@@ -29,6 +33,7 @@ pub struct Server {
     pub store: Arc<store::Store>,
     pub users: users::Users,
     pub instances: instances::Instances,
+    pub audit: audit::Audit,
     pub monitor: Arc<monitor::Monitor>,
     pub outbox_wake: Arc<Notify>,
     pub core: Arc<core_client::CoreClient>,
@@ -37,7 +42,7 @@ pub struct Server {
 
 /// Reads everything the server needs from `config` and the files it names; fails before doing anything
 /// if one of them is missing or malformed.
-pub fn build(config: Config) -> anyhow::Result<Arc<Server>> {
+pub fn build(config: Config) -> anyhow::Result<(Arc<Server>, tokio::sync::mpsc::UnboundedReceiver<instances::Crash>)> {
     let key_path = &config.core.public_key_file;
     let public_key_text = std::fs::read_to_string(key_path)
         .with_context(|| format!("cannot read core.public_key_file {}", key_path.display()))?;
@@ -64,30 +69,49 @@ pub fn build(config: Config) -> anyhow::Result<Arc<Server>> {
     let outbox_wake = Arc::new(Notify::new());
     let monitor = Arc::new(monitor::Monitor::new(store.clone(), slurm, outbox_wake.clone()));
     let core = Arc::new(core_client::CoreClient::new(&config.core.url, &refresh_token));
-    let users = users::Users::new(store.clone(), config.users.map.clone(), config.server.min_uid);
-    let instances = instances::Instances::new(&config);
+    let users = users::Users::new(store.clone(), &config);
+    let (instances, crashes) = instances::Instances::new(&config);
+    let audit = match audit::Audit::open(&config.server.audit_log) {
+        Ok(audit) => audit,
+        Err(e) if config.users.mode == config::UserMode::ManyToOne => {
+            anyhow::bail!("many-to-one mode needs its audit log, but {} cannot be opened: {e}", config.server.audit_log.display())
+        }
+        Err(e) => {
+            tracing::warn!("audit log {} cannot be opened ({e}); calls are not audited", config.server.audit_log.display());
+            audit::Audit::disabled()
+        }
+    };
     let proxy = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .context("HTTP client for instances")?;
-    Ok(Arc::new(Server {
+    Ok((Arc::new(Server {
         config,
         verifier,
         public_key_text,
         store,
         users,
         instances,
+        audit,
         monitor,
         outbox_wake,
         core,
         proxy,
-    }))
+    }), crashes))
 }
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let server = build(config)?;
+    let (server, crashes) = build(config)?;
+    if server.config.users.mode == config::UserMode::ManyToOne {
+        tracing::warn!(
+            shared_user = server.config.users.shared_user.as_deref().unwrap_or_default(),
+            audit_log = %server.config.server.audit_log.display(),
+            "MANY-TO-ONE MODE: every UCloud user runs as one unix user. The kernel can no longer keep users \
+             apart; ucim alone confines each UCloud user to their own jobs and files and audits every call."
+        );
+    }
     let listener = tokio::net::TcpListener::bind(server.config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", server.config.server.listen))?;
@@ -102,6 +126,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     tokio::spawn(server.monitor.clone().run(Duration::from_millis(server.config.slurm.poll_interval_ms)));
     tokio::spawn(outbox::deliver(server.store.clone(), server.core.clone(), server.outbox_wake.clone()));
     tokio::spawn(products::register_until_done(server.clone()));
+    tokio::spawn(lifecycle::sweep(server.clone()));
+    tokio::spawn(lifecycle::restart_crashed(server.clone(), crashes));
 
     tracing::info!(
         provider = server.config.provider_id,

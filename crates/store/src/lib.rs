@@ -5,6 +5,9 @@
 //! causes are written in one transaction, so a crash can never record one without the other.
 
 mod migrations;
+mod users;
+
+pub use users::{Redemption, TicketRow, UserMapping};
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -18,14 +21,6 @@ pub type Result<T> = std::result::Result<T, DbError>;
 
 pub struct Store {
     conn: Mutex<Connection>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserMapping {
-    pub ucloud_user: String,
-    pub unix_user: String,
-    pub uid: u32,
-    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -84,48 +79,6 @@ impl Store {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back), so go on.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    // ---------------------------------------------------------------- users
-
-    pub fn map_user(&self, ucloud_user: &str, unix_user: &str, uid: u32) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO user_map (ucloud_user, unix_user, uid, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(ucloud_user) DO UPDATE SET unix_user = excluded.unix_user, uid = excluded.uid",
-            params![ucloud_user, unix_user, uid, now_ms()],
-        )?;
-        Ok(())
-    }
-
-    pub fn unmap_user(&self, ucloud_user: &str) -> Result<bool> {
-        Ok(self.conn().execute("DELETE FROM user_map WHERE ucloud_user = ?1", [ucloud_user])? > 0)
-    }
-
-    pub fn user(&self, ucloud_user: &str) -> Result<Option<UserMapping>> {
-        self.conn()
-            .query_row(
-                "SELECT ucloud_user, unix_user, uid, created_at FROM user_map WHERE ucloud_user = ?1",
-                [ucloud_user],
-                user_from_row,
-            )
-            .optional()
-    }
-
-    pub fn users_by_uid(&self, uid: u32) -> Result<Vec<UserMapping>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT ucloud_user, unix_user, uid, created_at FROM user_map WHERE uid = ?1 ORDER BY ucloud_user",
-        )?;
-        let rows = stmt.query_map([uid], user_from_row)?;
-        rows.collect()
-    }
-
-    pub fn users(&self) -> Result<Vec<UserMapping>> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT ucloud_user, unix_user, uid, created_at FROM user_map ORDER BY ucloud_user")?;
-        let rows = stmt.query_map([], user_from_row)?;
-        rows.collect()
     }
 
     // ---------------------------------------------------------------- jobs
@@ -265,10 +218,6 @@ fn enqueue(tx: &rusqlite::Transaction<'_>, job_id: &str, updates: &[String]) -> 
         )?;
     }
     Ok(())
-}
-
-fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserMapping> {
-    Ok(UserMapping { ucloud_user: r.get(0)?, unix_user: r.get(1)?, uid: r.get(2)?, created_at: r.get(3)? })
 }
 
 fn job_select(tail: &str) -> String {

@@ -32,6 +32,18 @@ const MIGRATIONS: &[&str] = &[
         dead_reason  TEXT
      );
      CREATE INDEX outbox_pending ON outbox (delivered_at, dead_reason, seq);",
+    // 2: connections: where a mapping came from, when it expires; one-time connect tickets (hashed).
+    "ALTER TABLE user_map ADD COLUMN source TEXT NOT NULL DEFAULT 'admin';
+     ALTER TABLE user_map ADD COLUMN expires_at INTEGER;
+     CREATE TABLE tickets (
+        hash         TEXT PRIMARY KEY,
+        ucloud_user  TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL,
+        redeemed_at  INTEGER,
+        redeemed_uid INTEGER
+     );
+     CREATE INDEX tickets_user ON tickets (ucloud_user);",
 ];
 
 pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

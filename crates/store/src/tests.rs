@@ -59,3 +59,47 @@ fn data_survives_reopen_and_migrations_are_idempotent() {
     drop(s);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn tickets_are_single_use_and_map_atomically() {
+    let s = Store::open_in_memory().unwrap();
+    let later = now_ms() + 60_000;
+    s.create_ticket("h1", "alice#1", later).unwrap();
+    assert_eq!(s.open_tickets().unwrap().len(), 1);
+    assert_eq!(s.redeem_ticket("nope", "alice", 1001, true, None).unwrap(), Redemption::Unknown);
+    let r = s.redeem_ticket("h1", "alice", 1001, true, None).unwrap();
+    assert_eq!(r, Redemption::Mapped { ucloud_user: "alice#1".into(), previous: None });
+    assert_eq!(s.user("alice#1").unwrap().unwrap().source, "ticket");
+    assert_eq!(s.redeem_ticket("h1", "bob", 1002, true, None).unwrap(), Redemption::AlreadyUsed);
+    assert_eq!(s.user("alice#1").unwrap().unwrap().unix_user, "alice", "a second use changes nothing");
+    // One-to-one: alice's account already stands for alice#1.
+    s.create_ticket("h2", "mallory#9", later).unwrap();
+    assert_eq!(
+        s.redeem_ticket("h2", "alice", 1001, true, None).unwrap(),
+        Redemption::AccountTaken { by: "alice#1".into() }
+    );
+    assert_eq!(s.user("mallory#9").unwrap(), None);
+    assert!(s.ticket("h2").unwrap().unwrap().redeemed_at.is_none(), "refusal leaves the ticket usable");
+    // Expired.
+    s.create_ticket("h3", "carol#3", now_ms() - 1).unwrap();
+    assert_eq!(s.redeem_ticket("h3", "carol", 1003, true, None).unwrap(), Redemption::Expired);
+    // A new ticket replaces an unredeemed older one.
+    s.create_ticket("h4", "mallory#9", later).unwrap();
+    assert_eq!(s.ticket("h2").unwrap(), None);
+}
+
+#[test]
+fn a_reverted_redemption_restores_the_ticket_and_the_old_mapping() {
+    let s = Store::open_in_memory().unwrap();
+    s.map_user("alice#1", "alice", 1001).unwrap();
+    let before = s.user("alice#1").unwrap();
+    s.create_ticket("h", "alice#1", now_ms() + 60_000).unwrap();
+    let Redemption::Mapped { previous, .. } = s.redeem_ticket("h", "alice2", 1005, true, Some(5)).unwrap() else {
+        panic!("mapped")
+    };
+    assert_eq!(s.user("alice#1").unwrap().unwrap().unix_user, "alice2");
+    s.revert_redemption("h", "alice#1", previous.as_ref()).unwrap();
+    assert_eq!(s.user("alice#1").unwrap(), before);
+    assert!(s.ticket("h").unwrap().unwrap().redeemed_at.is_none());
+    assert!(!s.user("alice#1").unwrap().unwrap().expired(i64::MAX));
+}

@@ -1,5 +1,8 @@
 //! The ucim binary: `server` (the service), `user` (a per-user instance, started by the server through
-//! sudo), and `admin` (operator commands over the server's socket).
+//! sudo), `connect` (a user redeems a connect ticket), and `admin` (operator commands over the server's
+//! socket).
+
+mod tables;
 
 use std::path::PathBuf;
 
@@ -23,6 +26,18 @@ enum Command {
     },
     /// Run a per-user instance. Started by the server through sudo; reads its bootstrap from stdin.
     User,
+    /// Connect your UCloud account to your account here, with the ticket UCloud's connect page showed you.
+    /// Run it as yourself: the account is the one running this command.
+    Connect {
+        #[arg(long, default_value = "/run/ucim/ucim.sock")]
+        socket: PathBuf,
+        ticket: String,
+    },
+    /// Show which UCloud users are connected to your account.
+    Whoami {
+        #[arg(long, default_value = "/run/ucim/ucim.sock")]
+        socket: PathBuf,
+    },
     /// Show one of your own UCloud jobs: its Slurm id and whether it ended. Answers only for the caller's jobs.
     Job {
         #[arg(long, default_value = "/run/ucim/ucim.sock")]
@@ -46,10 +61,14 @@ enum Command {
 enum AdminCommand {
     /// Map a UCloud user to an existing unix user.
     Map { ucloud_user: String, unix_user: String },
-    /// Remove a mapping made with `map`.
+    /// Remove a mapping (UCloud is not told; see `disconnect`).
     Unmap { ucloud_user: String },
+    /// End a user's connection, in UCloud too (the user must connect again).
+    Disconnect { ucloud_user: String },
     /// List user mappings.
     Users,
+    /// List connections with their expiry, and open connect tickets.
+    Connections,
     /// List running instances.
     Instances,
 }
@@ -68,6 +87,19 @@ fn main() {
                 refuse_root("ucim user")?;
                 instance::run().await
             }
+            Command::Connect { socket, ticket } => redeem(&socket, ticket).await,
+            Command::Whoami { socket } => match connect(&socket).await?.call(&Request::WhoAmI).await? {
+                Response::Users { users } if users.is_empty() => {
+                    println!("No UCloud user is connected to your account.");
+                    Ok(())
+                }
+                Response::Users { users } => {
+                    tables::users(&users);
+                    Ok(())
+                }
+                Response::Error { message } => bail!("{message}"),
+                other => bail!("unexpected answer: {other:?}"),
+            },
             Command::Job { socket, ucloud_id } => show_job(&socket, ucloud_id).await,
             Command::Admin { socket, json, command } => admin(&socket, json, command).await,
         }
@@ -98,6 +130,18 @@ async fn connect(socket: &std::path::Path) -> anyhow::Result<ipc::Connection> {
         .with_context(|| format!("cannot reach the ucim server at {} (is it running?)", socket.display()))
 }
 
+async fn redeem(socket: &std::path::Path, ticket: String) -> anyhow::Result<()> {
+    match connect(socket).await?.call(&Request::RedeemTicket { ticket }).await? {
+        Response::Connected { ucloud_user } => {
+            let me = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_default();
+            println!("Connected: the UCloud user {ucloud_user} now works as '{me}' on this cluster. Go back to UCloud.");
+            Ok(())
+        }
+        Response::Error { message } => bail!("{message}"),
+        other => bail!("unexpected answer: {other:?}"),
+    }
+}
+
 async fn show_job(socket: &std::path::Path, ucloud_id: String) -> anyhow::Result<()> {
     match connect(socket).await?.call(&Request::LookupJob { ucloud_id }).await? {
         Response::Job(job) => {
@@ -116,7 +160,9 @@ async fn admin(socket: &std::path::Path, json: bool, command: AdminCommand) -> a
             Request::MapUser { ucloud_user: ucloud_user.clone(), unix_user: unix_user.clone() }
         }
         AdminCommand::Unmap { ucloud_user } => Request::UnmapUser { ucloud_user: ucloud_user.clone() },
+        AdminCommand::Disconnect { ucloud_user } => Request::Disconnect { ucloud_user: ucloud_user.clone() },
         AdminCommand::Users => Request::ListUsers,
+        AdminCommand::Connections => Request::ListConnections,
         AdminCommand::Instances => Request::ListInstances,
     };
     match connect(socket).await?.call(&request).await? {
@@ -128,20 +174,13 @@ async fn admin(socket: &std::path::Path, json: bool, command: AdminCommand) -> a
             }
         }
         Response::Users { users } if json => println!("{}", serde_json::to_string_pretty(&users)?),
-        Response::Users { users } => {
-            println!("{:<32} {:<16} {:>8}  SOURCE", "UCLOUD USER", "UNIX USER", "UID");
-            for u in users {
-                println!("{:<32} {:<16} {:>8}  {}", u.ucloud_user, u.unix_user, u.uid, u.source);
-            }
+        Response::Users { users } => tables::users(&users),
+        Response::Connections { users, tickets } if json => {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"connections": users, "tickets": tickets}))?)
         }
+        Response::Connections { users, tickets } => tables::connections(&users, &tickets),
         Response::Instances { instances: list } if json => println!("{}", serde_json::to_string_pretty(&list)?),
-        Response::Instances { instances: list } => {
-            println!("{:<16} {:>8} {:>6} {:>8}", "UNIX USER", "UID", "PORT", "PID");
-            for i in list {
-                let pid = i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-                println!("{:<16} {:>8} {:>6} {:>8}", i.unix_user, i.uid, i.port, pid);
-            }
-        }
+        Response::Instances { instances: list } => tables::instances(&list),
         Response::Error { message } => bail!("{message}"),
         other => bail!("unexpected answer: {other:?}"),
     }

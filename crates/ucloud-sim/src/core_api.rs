@@ -30,6 +30,8 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route(core_paths::PRODUCTS_CREATE, post(products_create))
         .route("/api/products/v2/browse", get(products_browse))
         .route(core_paths::JOBS_CONTROL_UPDATE, post(jobs_control_update))
+        .route(core_paths::APPROVE_CONNECTION, post(approve_connection))
+        .route(core_paths::CLEAR_CONNECTION, post(clear_connection))
         .merge(control::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -236,4 +238,35 @@ async fn jobs_control_update(State(sim): State<Sim>, headers: HeaderMap, body: B
             )
         }
     }
+}
+
+/// `POST /api/providers/integration/control/approveConnection {"username"}` → `{}` (§7.2 step 6).
+async fn approve_connection(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> Response {
+    set_connection(&sim, &headers, &body, true)
+}
+
+/// `POST /api/providers/integration/control/clearConnection {"username"}` → `{}`.
+async fn clear_connection(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> Response {
+    set_connection(&sim, &headers, &body, false)
+}
+
+fn set_connection(sim: &Sim, headers: &HeaderMap, body: &Bytes, connected: bool) -> Response {
+    if let Err(e) = authorize(sim, headers) {
+        return e;
+    }
+    let req: protocol::UsernameRequest = match parse(body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    if req.username.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "Bad request");
+    }
+    tracing::info!(user = req.username, connected, "connection changed by the provider");
+    let mut connections = sim.inner.connections.lock().unwrap();
+    if connected {
+        connections.insert(req.username);
+    } else {
+        connections.remove(&req.username);
+    }
+    Json(Value::Object(Default::default())).into_response()
 }

@@ -65,6 +65,8 @@ pub(crate) struct Inner {
     pub jobs: Mutex<jobs::JobTable>,
     pub products: Mutex<Vec<ProductV2>>,
     pub refresh_count: AtomicU64,
+    /// Users the Core counts as connected to this provider (`approveConnection` / `clearConnection`).
+    pub connections: Mutex<std::collections::BTreeSet<String>>,
     /// The Core's cached token for calling the provider: (jwt, expiry in Unix seconds).
     pub service_token: tokio::sync::Mutex<Option<(String, i64)>>,
     pub http: reqwest::Client,
@@ -99,6 +101,7 @@ impl Sim {
             jobs: Mutex::new(jobs::JobTable::new(base)),
             products: Mutex::new(Vec::new()),
             refresh_count: AtomicU64::new(0),
+            connections: Mutex::new(Default::default()),
             service_token: tokio::sync::Mutex::new(None),
             http,
             server: Mutex::new(None),
@@ -225,6 +228,11 @@ impl Sim {
     }
 
     /// Successful `/auth/providers/refresh` calls.
+    /// Does the Core count `username` as connected (approved and not cleared)?
+    pub fn is_connected(&self, username: &str) -> bool {
+        self.inner.connections.lock().unwrap().contains(username)
+    }
+
     pub fn refresh_count(&self) -> u64 {
         self.inner.refresh_count.load(Ordering::SeqCst)
     }

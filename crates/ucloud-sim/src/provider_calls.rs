@@ -232,6 +232,24 @@ impl Sim {
 
     /// `jobs.terminate`: `POST /ucloud/{P}/jobs/terminate` with `{"items":[job]}` (the job as the Core
     /// retrieves it now), user-scoped with the job owner. Forwarded whatever the job's state (§10.21).
+    /// The user clicks "connect": the Core calls `integration/connect` (a system call, no username header)
+    /// and sends the browser to the answer's `redirectTo`.
+    pub async fn connect_user(&self, username: &str) -> Result<CallResult, CallError> {
+        self.call(Method::POST, provider::CONNECT, None, Some(json!({ "username": username }))).await
+    }
+
+    /// The user removes the connection in UCloud: the Core forgets it, then tells the provider
+    /// (`integration/unlinked`); if the provider fails, the Core restores the connection.
+    pub async fn unlink_user(&self, username: &str) -> Result<CallResult, CallError> {
+        let was = self.inner.connections.lock().unwrap().remove(username);
+        let result = self.call(Method::POST, provider::UNLINKED, None, Some(json!({ "username": username }))).await;
+        let failed = !matches!(&result, Ok(r) if r.is_success());
+        if failed && was {
+            self.inner.connections.lock().unwrap().insert(username.to_string());
+        }
+        result
+    }
+
     pub async fn terminate_job(&self, job_id: &str) -> Result<CallResult, CallError> {
         let (job, owner) = self
             .inner
