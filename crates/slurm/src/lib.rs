@@ -4,6 +4,8 @@
 
 mod client;
 mod error;
+#[cfg(test)]
+mod fake;
 mod parse;
 mod script;
 mod state;

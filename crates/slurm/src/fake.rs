@@ -1,0 +1,16 @@
+//! Fake Slurm tools for unit tests: shell scripts in a private bin dir, to test the process plumbing (argv,
+//! exit codes, stderr) without Slurm.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+/// Writes `script` as the tool `name` into a directory of its own for `test` (tests run in parallel) and
+/// returns the directory, for [`crate::SlurmClient::new`]. Call again with the same `test` to add tools.
+pub(crate) fn fake_bin(test: &str, name: &str, script: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ucim-slurm-fake-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("write fake");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
