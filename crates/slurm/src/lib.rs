@@ -10,6 +10,7 @@ mod parse;
 mod script;
 mod state;
 pub mod watch;
+mod words;
 
 /// A Slurm job id as printed by `sbatch --parsable` (never an array task or het component: ucim submits neither).
 pub type SlurmJobId = u64;
@@ -21,3 +22,4 @@ pub use parse::{
 };
 pub use script::{render_script, shell_quote, valid_env_name, ScriptError, ScriptSpec};
 pub use state::{ExitStatus, SlurmState};
+pub use words::{end_message, pending_reason_text};
