@@ -14,3 +14,17 @@ pub(crate) fn fake_bin(test: &str, name: &str, script: &str) -> PathBuf {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     dir
 }
+
+/// A fake tool body that records its arguments, one per line, in `DIR/NAME.argv`, then runs `then`.
+pub(crate) fn recording(then: &str) -> String {
+    format!("printf '%s\\n' \"$@\" > \"$0.argv\"\n{then}")
+}
+
+/// What a [`recording`] tool was called with.
+pub(crate) fn recorded(dir: &std::path::Path, name: &str) -> Vec<String> {
+    std::fs::read_to_string(dir.join(format!("{name}.argv")))
+        .expect("tool was called")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

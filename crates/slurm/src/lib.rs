@@ -3,9 +3,11 @@
 //! Speaks only Slurm: it knows nothing of HTTP or UCloud. The server maps [`watch::Phase`] to UCloud states.
 
 mod client;
+mod control;
 mod error;
 #[cfg(test)]
 mod fake;
+mod job_info;
 mod parse;
 mod script;
 mod state;
@@ -16,7 +18,9 @@ mod words;
 pub type SlurmJobId = u64;
 
 pub use client::{parse_sbatch, SlurmClient};
+pub use control::MAX_TIME_LIMIT_MINUTES;
 pub use error::SlurmError;
+pub use job_info::{parse_memory_mb, parse_show_job, parse_time_limit, JobInfo};
 pub use parse::{
     parse_elapsed, parse_sacct, parse_squeue, AcctRow, QueueRow, SACCT_FIELDS, SQUEUE_FORMAT,
 };
