@@ -9,6 +9,7 @@ mod error;
 mod fake;
 mod job_info;
 mod parse;
+mod queue;
 mod script;
 mod state;
 pub mod watch;
@@ -23,6 +24,10 @@ pub use error::SlurmError;
 pub use job_info::{parse_memory_mb, parse_show_job, parse_time_limit, JobInfo};
 pub use parse::{
     parse_elapsed, parse_sacct, parse_squeue, AcctRow, QueueRow, SACCT_FIELDS, SQUEUE_FORMAT,
+};
+pub use queue::{
+    parse_pending, parse_sinfo, queue_status, PartitionLoad, QueueStatus, PENDING_FORMAT,
+    SINFO_FORMAT,
 };
 pub use script::{render_script, shell_quote, valid_env_name, ScriptError, ScriptSpec};
 pub use state::{ExitStatus, SlurmState};
