@@ -8,6 +8,7 @@ mod error;
 #[cfg(test)]
 mod fake;
 mod job_info;
+mod pace;
 mod parse;
 mod queue;
 mod script;
@@ -22,6 +23,7 @@ pub use client::{parse_sbatch, SlurmClient};
 pub use control::MAX_TIME_LIMIT_MINUTES;
 pub use error::SlurmError;
 pub use job_info::{parse_memory_mb, parse_show_job, parse_time_limit, JobInfo};
+pub use pace::{CycleOutcome, Pacer};
 pub use parse::{
     parse_elapsed, parse_sacct, parse_squeue, AcctRow, QueueRow, SACCT_FIELDS, SQUEUE_FORMAT,
 };
