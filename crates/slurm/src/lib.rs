@@ -1,6 +1,10 @@
-//! Slurm: batch scripts, sbatch/squeue/sacct/scancel with timeouts, output parsing, the batched watcher.
+//! Slurm: batch scripts, sbatch/squeue/sacct/scancel with timeouts, output parsing, the batched watcher and
+//! its pacing; scontrol operations on one job (time limit, suspend/resume, `show job`); partition load for
+//! a queue status; Slurm's reason codes and end states in words for users.
 //!
 //! Speaks only Slurm: it knows nothing of HTTP or UCloud. The server maps [`watch::Phase`] to UCloud states.
+//! Every command runs as an argv vector with a timeout (no shell); a refusal keeps Slurm's own words
+//! ([`SlurmError::slurm_message`]).
 
 mod client;
 mod control;
