@@ -1,4 +1,5 @@
 //! Running Slurm's command-line tools: argv only (no shell), a timeout on every call, output captured.
+//! scontrol operations live in `control.rs`, the partition load in `queue.rs`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -25,11 +26,11 @@ const STRIPPED_ENV: &[&str] = &[
 ];
 
 /// Output of a command that exited 0.
-struct Captured {
-    stdout: String,
+pub(crate) struct Captured {
+    pub(crate) stdout: String,
 }
 
-/// Runs squeue, sacct, sbatch and scancel. Cheap to share behind an `Arc`; all methods take `&self`.
+/// Runs squeue, sacct, sbatch, scancel, scontrol and sinfo. Cheap to share behind an `Arc`; all methods take `&self`.
 #[derive(Debug)]
 pub struct SlurmClient {
     bin_dir: Option<PathBuf>,
@@ -65,7 +66,7 @@ impl SlurmClient {
     }
 
     /// Runs `name args...`, killing it on timeout. Non-zero exit becomes [`SlurmError::Failed`].
-    async fn run(&self, name: &str, args: &[OsString]) -> Result<Captured, SlurmError> {
+    pub(crate) async fn run(&self, name: &str, args: &[OsString]) -> Result<Captured, SlurmError> {
         let mut cmd = Command::new(self.program(name));
         cmd.args(args)
             .stdin(Stdio::null())
@@ -239,7 +240,7 @@ pub fn parse_sbatch(stdout: &str) -> Result<SlurmJobId, SlurmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::fake::fake_bin;
 
     #[test]
     fn sbatch_output() {
@@ -262,18 +263,6 @@ mod tests {
         assert!(chunks.len() > 1);
         assert!(chunks.iter().all(|c| c.len() <= MAX_ID_LIST_BYTES));
         assert_eq!(chunks.join(","), join_ids(&many));
-    }
-
-    /// A fake bin dir whose "Slurm" tools are shell scripts, to test the process plumbing without Slurm.
-    /// One directory per test: tests run in parallel.
-    fn fake_bin(test: &str, name: &str, script: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("ucim-slurm-fake-{}-{test}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("tmp dir");
-        let path = dir.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("write fake");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        dir
     }
 
     #[tokio::test]

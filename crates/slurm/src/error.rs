@@ -35,6 +35,10 @@ pub enum SlurmError {
         line: String,
         message: String,
     },
+    /// The request was refused before any program ran, because Slurm would accept it and do harm (e.g. a
+    /// time limit of 0 minutes, which ends a running job with TIMEOUT at Slurm's next check).
+    #[error("{command} not run: {message}")]
+    Invalid { command: String, message: String },
 }
 
 impl SlurmError {
@@ -46,6 +50,24 @@ impl SlurmError {
         }
     }
 
+    /// Slurm's own words, fit to show the user who asked: the stderr of a `Failed` command without the
+    /// tools' `scontrol: error: ` / `slurm_load_jobs error: ` prefixes (e.g. "Job is pending execution for
+    /// job 12", "Access/permission denied for job 12"), or the reason of an `Invalid` request. `None` for
+    /// spawn failures, timeouts and unreadable output: those are the operator's problem, not the user's.
+    pub fn slurm_message(&self) -> Option<String> {
+        match self {
+            SlurmError::Failed { stderr, .. } => Some(
+                stderr
+                    .split("; ")
+                    .map(strip_tool_prefix)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            SlurmError::Invalid { message, .. } => Some(message.clone()),
+            _ => None,
+        }
+    }
+
     /// The exit code of a `Failed` command, if it exited normally (e.g. scancel's 210 for "permission denied").
     pub fn exit_code(&self) -> Option<i32> {
         match self {
@@ -53,6 +75,19 @@ impl SlurmError {
             _ => None,
         }
     }
+}
+
+/// `scontrol: error: X` and `slurm_load_jobs error: X` become `X`: one word (no spaces), then ` error: `
+/// or `: error: `.
+fn strip_tool_prefix(part: &str) -> &str {
+    for sep in [": error: ", " error: "] {
+        if let Some((tool, rest)) = part.split_once(sep) {
+            if !tool.is_empty() && !tool.contains(' ') {
+                return rest;
+            }
+        }
+    }
+    part
 }
 
 fn fmt_status(status: &ProcessStatus) -> String {
@@ -137,6 +172,57 @@ mod tests {
             p.to_string(),
             "cannot parse squeue output (expected 4 fields): \"garbage\""
         );
+    }
+
+    #[test]
+    fn slurm_message_is_slurms_words_without_tool_prefixes() {
+        let failed = |stderr: &str| SlurmError::Failed {
+            command: "scontrol".into(),
+            status: ProcessStatus::from_raw(1 << 8),
+            stderr: stderr.into(),
+        };
+        // Texts seen from scontrol 22.05 on the dev cluster.
+        assert_eq!(
+            failed("Job is pending execution for job 1065")
+                .slurm_message()
+                .as_deref(),
+            Some("Job is pending execution for job 1065")
+        );
+        assert_eq!(
+            failed("slurm_load_jobs error: Invalid job id specified")
+                .slurm_message()
+                .as_deref(),
+            Some("Invalid job id specified")
+        );
+        assert_eq!(
+            failed("scontrol: error: Invalid TimeLimit value")
+                .slurm_message()
+                .as_deref(),
+            Some("Invalid TimeLimit value")
+        );
+        assert_eq!(
+            failed("sbatch: error: invalid partition specified: x; sbatch: error: Batch job submission failed: Invalid partition name specified")
+                .slurm_message()
+                .as_deref(),
+            Some("invalid partition specified: x; Batch job submission failed: Invalid partition name specified")
+        );
+        let invalid = SlurmError::Invalid {
+            command: "scontrol".into(),
+            message: "a time limit of 0 minutes would end the job".into(),
+        };
+        assert_eq!(
+            invalid.to_string(),
+            "scontrol not run: a time limit of 0 minutes would end the job"
+        );
+        assert_eq!(
+            invalid.slurm_message().as_deref(),
+            Some("a time limit of 0 minutes would end the job")
+        );
+        let timeout = SlurmError::Timeout {
+            command: "scontrol".into(),
+            after: Duration::from_secs(10),
+        };
+        assert_eq!(timeout.slurm_message(), None);
     }
 
     #[test]
