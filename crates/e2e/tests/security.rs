@@ -192,10 +192,10 @@ fn the_server_refuses_root_and_bad_config() {
     if !enabled() {
         return;
     }
-    let out = Command::new(UCIM).args(["server", "--config", "/nonexistent.toml"]).output().unwrap();
+    let out = Command::new(ucim()).args(["server", "--config", "/nonexistent.toml"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("refuses to run as root"), "{out:?}");
-    let out = Command::new(UCIM).arg("user").output().unwrap();
+    let out = Command::new(ucim()).arg("user").output().unwrap();
     assert!(!out.status.success());
 
     let dir = std::env::temp_dir().join(format!("ucim-badconf-{}", std::process::id()));
@@ -204,7 +204,7 @@ fn the_server_refuses_root_and_bad_config() {
     std::fs::write(&path, "provider_id = \"x\"\n[core]\nurl = \"http://x\"\npublic_key_file = \"/k\"\nrefresh_token_file = \"/t\"\n[server]\nlisten = \"127.0.0.1:1\"\n[products.a]\ncategory = \"c\"\npartition = \"p\"\ncpus = 0\nmemory_gb = 1\nprice = 1\n").unwrap();
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let out = Command::new("runuser").args(["-u", "ucloud", "--", UCIM, "server", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new("runuser").args(["-u", "ucloud", "--", &ucim(), "server", "--config"]).arg(&path).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml") && err.contains("products.a.cpus") && err.contains("at least 1"), "{err}");

@@ -12,7 +12,11 @@ use protocol::{JobState, ProductReference, SimpleDuration};
 use serde_json::{json, Map, Value};
 use ucloud_sim::{Sim, SimConfig};
 
-pub const UCIM: &str = "/usr/local/lib/ucim/ucim";
+/// The installed binary the sudoers rule names; `UCIM_BIN` points elsewhere (with a matching rule) when
+/// several checkouts test on one machine.
+pub fn ucim() -> String {
+    std::env::var("UCIM_BIN").unwrap_or_else(|_| "/usr/local/lib/ucim/ucim".into())
+}
 pub const PROVIDER: &str = "e2e";
 
 pub fn enabled() -> bool {
@@ -53,9 +57,22 @@ pub fn home_of(user: &str) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().split(':').nth(5).unwrap())
 }
 
+/// Extra configuration for one stack.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// TOML lines added to `[server]`.
+    pub server: String,
+    /// TOML lines of a `[users]` section.
+    pub users: String,
+}
+
 impl Stack {
     /// `port_base`: first instance port; each test uses its own range so tests can run in parallel.
     pub async fn start(name: &str, port_base: u16) -> Stack {
+        Stack::start_with(name, port_base, Options::default()).await
+    }
+
+    pub async fn start_with(name: &str, port_base: u16, options: Options) -> Stack {
         let dir = PathBuf::from(format!("/tmp/ucim-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for sub in ["", "sim", "db", "run"] {
@@ -101,6 +118,9 @@ socket = "{socket}"
 first_instance_port = {port_base}
 max_instances = 20
 job_root = "{job_root}"
+instance_command = "{ucim}"
+audit_log = "{dir}/db/audit.jsonl"
+{server_extra}
 
 [slurm]
 poll_interval_ms = 300
@@ -123,7 +143,13 @@ script = 'exit "$UCLOUD_PARAM_code"'
 
 [applications.echo]
 script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
+
+[users]
+{users}
 "#,
+            ucim = ucim(),
+            server_extra = options.server,
+            users = options.users,
             sim_url = sim.url(),
             dir = dir.display(),
             socket = socket.display(),
@@ -148,7 +174,7 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
     pub async fn start_server(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.log")).unwrap();
         let child = Command::new("runuser")
-            .args(["-u", "ucloud", "--", UCIM, "server", "--config"])
+            .args(["-u", "ucloud", "--", &ucim(), "server", "--config"])
             .arg(&self.config_path)
             .env("UCIM_LOG", "info,ucim=debug")
             .stdin(Stdio::null())
@@ -169,7 +195,7 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
     pub fn kill_server(&mut self) {
         if let Some(mut child) = self.server.take() {
             // runuser's child is the server: kill the whole process group member by pid of the server.
-            let _ = Command::new("pkill").args(["-KILL", "-f", &format!("{UCIM} server --config {}", self.config_path.display())]).status();
+            let _ = Command::new("pkill").args(["-KILL", "-f", &format!("{} server --config {}", ucim(), self.config_path.display())]).status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -180,12 +206,12 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
     }
 
     pub fn admin(&self, args: &[&str]) -> Output {
-        Command::new(UCIM).arg("admin").arg("--socket").arg(&self.socket).args(args).output().unwrap()
+        Command::new(ucim()).arg("admin").arg("--socket").arg(&self.socket).args(args).output().unwrap()
     }
 
     /// Runs `ucim ARGS` as `user`.
     pub fn ucim_as(&self, user: &str, args: &[&str]) -> Output {
-        Command::new("runuser").args(["-u", user, "--", UCIM]).args(args).output().unwrap()
+        Command::new("runuser").args(["-u", user, "--", &ucim()]).args(args).output().unwrap()
     }
 
     pub fn map(&self, ucloud_user: &str, unix_user: &str) {
