@@ -33,11 +33,13 @@ install -d -m 0750 -o ucloud -g ucloud /var/lib/ucim
 install -d -m 0755 -o ucloud -g ucloud /run/ucim /var/log/ucim
 install -d -m 0755 /etc/ucim
 
-# --- demo and test users: real unix users with Slurm associations
-for u in alice bob carol; do
+# --- demo and test users: real unix users with Slurm associations. dave and erin are for instance
+# life-cycle tests, ucimshared is the many-to-one account, mallory is deliberately not in ucim-users.
+for u in alice bob carol dave erin ucimshared; do
   bash dev/slurm-cluster.sh ensure-user "$u" >/dev/null
   usermod -aG ucim-users "$u"
 done
+id mallory >/dev/null 2>&1 || useradd -m -s /bin/bash mallory
 
 # --- build and install the binary where the sudoers rule names it
 if [ "$PROFILE" = release ]; then flag=--release; else flag=; fi
@@ -48,8 +50,14 @@ install -D -m 0755 "$target/$PROFILE/ucim" /usr/local/lib/ucim/ucim
 install -D -m 0755 "$target/$PROFILE/ucloud-sim" /usr/local/lib/ucim/ucloud-sim
 ln -sf /usr/local/lib/ucim/ucim /usr/local/bin/ucim
 
-# --- the one sudo rule, checked before it goes live
-visudo -cqf dev/sudoers.ucim
-install -m 0440 dev/sudoers.ucim /etc/sudoers.d/ucim
+# --- the default account hook (hook mode): new accounts get a Slurm association in the dev account
+install -D -m 0755 hooks/create-user /usr/local/lib/ucim/hooks/create-user
+printf '{"slurmAccount": "dev"}\n' > /etc/ucim/create-user.json
+
+# --- the sudo rules, checked before they go live
+for rule in ucim ucim-hook; do
+  visudo -cqf "dev/sudoers.$rule"
+  install -m 0440 "dev/sudoers.$rule" "/etc/sudoers.d/$rule"
+done
 visudo -cq
-log "ready: Slurm up, users alice bob carol, /usr/local/lib/ucim/ucim installed, sudoers rule in place"
+log "ready: Slurm up, test users, /usr/local/lib/ucim/ucim installed, sudoers rules in place"

@@ -9,11 +9,12 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::instances::Crash;
 use crate::Server;
 
-/// How often the sweep runs: a quarter of the idle limit, between 1 and 30 s.
+/// How often the sweep runs: a quarter of the idle limit, between 1 and 10 s (group changes are noticed
+/// within 10 s).
 pub fn sweep_interval(idle_secs: u64) -> Duration {
     match idle_secs {
         0 => Duration::from_secs(10),
-        s => Duration::from_millis((s * 250).clamp(1000, 30_000)),
+        s => Duration::from_millis((s * 250).clamp(1000, 10_000)),
     }
 }
 

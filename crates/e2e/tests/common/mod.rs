@@ -119,6 +119,7 @@ first_instance_port = {port_base}
 max_instances = 20
 job_root = "{job_root}"
 instance_command = "{ucim}"
+public_url = "{provider_url}"
 audit_log = "{dir}/db/audit.jsonl"
 {server_extra}
 
@@ -187,6 +188,9 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
             if self.admin(&["users"]).status.success() {
                 return;
             }
+            if let Some(Ok(Some(status))) = self.server.as_mut().map(|c| c.try_wait()) {
+                panic!("ucim server exited ({status}); log:\n{}", self.server_log());
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("ucim server did not come up; log:\n{}", self.server_log());
@@ -197,6 +201,14 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
             // runuser's child is the server: kill the whole process group member by pid of the server.
             let _ = Command::new("pkill").args(["-KILL", "-f", &format!("{} server --config {}", ucim(), self.config_path.display())]).status();
             let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server as an operator would (SIGTERM) and waits for it to exit.
+    pub fn stop_server(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = Command::new("pkill").args(["-TERM", "-f", &format!("{} server --config {}", ucim(), self.config_path.display())]).status();
             let _ = child.wait();
         }
     }
