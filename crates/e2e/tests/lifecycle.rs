@@ -48,7 +48,7 @@ async fn instances_start_once_restart_after_crashes_and_stop_when_idle() {
     if !enabled() {
         return;
     }
-    let options = Options { server: "instance_idle_secs = 4".into(), users: String::new() };
+    let options = Options { server: "instance_idle_secs = 4".into(), ..Default::default() };
     let mut stack = Stack::start_with("lifecycle", 43380, options).await;
     stack.map("dave#1", "dave");
 

@@ -19,7 +19,7 @@ fn stdout(out: &Output) -> String {
 }
 
 fn ticket_options() -> Options {
-    Options { users: "mode = \"ticket\"\nconnection_expiry_hours = 24".into(), server: String::new() }
+    Options { users: "mode = \"ticket\"\nconnection_expiry_hours = 24".into(), ..Default::default() }
 }
 
 /// Runs SQL against the stack's database (root may; the server keeps running).
@@ -235,7 +235,7 @@ async fn the_account_hook_makes_accounts_and_never_takes_over_one() {
         return;
     }
     let hook = "create_hook = [\"sudo\", \"-n\", \"/usr/local/lib/ucim/hooks/create-user\"]";
-    let stack = Stack::start_with("hook", 43320, Options { users: format!("mode = \"hook\"\n{hook}"), server: String::new() }).await;
+    let stack = Stack::start_with("hook", 43320, Options { users: format!("mode = \"hook\"\n{hook}"), ..Default::default() }).await;
     let tag = std::process::id() % 100_000;
     let fresh = format!("Zed.Hooktest#{tag}");
     let fresh_unix = format!("zedhooktest{tag}");
@@ -288,7 +288,7 @@ async fn failing_or_hanging_hooks_make_nothing() {
     ];
     for (name, port, hook, expect) in cases {
         let users = format!("mode = \"hook\"\nhook_timeout_secs = 2\ncreate_hook = {hook}");
-        let stack = Stack::start_with(name, port, Options { users, server: String::new() }).await;
+        let stack = Stack::start_with(name, port, Options { users, ..Default::default() }).await;
         let started = std::time::Instant::now();
         let r = stack.sim.connect_user("Nina#42").await.unwrap();
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "{name} took {:?}", started.elapsed());
@@ -307,7 +307,7 @@ async fn many_to_one_keeps_users_apart() {
         return;
     }
     let users = "mode = \"many-to-one\"\nshared_user = \"ucimshared\"".to_string();
-    let stack = Stack::start_with("manytoone", 43360, Options { users, server: String::new() }).await;
+    let stack = Stack::start_with("manytoone", 43360, Options { users, ..Default::default() }).await;
     assert!(stack.server_log().contains("MANY-TO-ONE MODE"), "startup must say so loudly");
     for u in ["ann#1", "ben#2"] {
         let r = stack.sim.connect_user(u).await.unwrap();

@@ -64,6 +64,8 @@ pub struct Options {
     pub server: String,
     /// TOML lines of a `[users]` section.
     pub users: String,
+    /// `server.max_instances` (20 if unset).
+    pub max_instances: Option<u16>,
 }
 
 impl Stack {
@@ -116,7 +118,7 @@ listen = "127.0.0.1:{provider_port}"
 database = "{dir}/db/ucim.sqlite3"
 socket = "{socket}"
 first_instance_port = {port_base}
-max_instances = 20
+max_instances = {max_instances}
 job_root = "{job_root}"
 instance_command = "{ucim}"
 public_url = "{provider_url}"
@@ -149,6 +151,7 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
 {users}
 "#,
             ucim = ucim(),
+            max_instances = options.max_instances.unwrap_or(20),
             server_extra = options.server,
             users = options.users,
             sim_url = sim.url(),
