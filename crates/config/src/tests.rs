@@ -102,3 +102,32 @@ fn unix_names() {
     assert!(!valid_unix_name(""));
     assert!(!valid_unix_name("a b"));
 }
+
+#[test]
+fn user_modes_need_their_settings() {
+    let with_users = |users: &str| GOOD.replace("[users.map]", &format!("[users]\n{users}\n\n[users.map]"));
+    let c = parse(&with_users("mode = \"many-to-one\"\nshared_user = \"ucloudjobs\"")).unwrap();
+    assert_eq!(c.users.mode, UserMode::ManyToOne);
+    assert!(c.users.mode.needs_connection() && !c.users.mode.one_to_one());
+    assert_eq!(parse(GOOD).unwrap().users.mode, UserMode::Admin, "admin mapping by default");
+    let ticket = parse(&with_users("mode = \"ticket\"").replace("listen = \"127.0.0.1:8889\"", "listen = \"127.0.0.1:8889\"\npublic_url = \"https://hpc.example.org\""));
+    assert_eq!(ticket.unwrap().users.connection_expiry_ms(), None);
+    let cases = [
+        (with_users("mode = \"ticket\""), "server.public_url"),
+        (with_users("mode = \"hook\""), "users.create_hook"),
+        (with_users("mode = \"hook\"\ncreate_hook = [\"create-user\"]"), "users.create_hook"),
+        (with_users("mode = \"many-to-one\""), "users.shared_user"),
+        (with_users("mode = \"many-to-one\"\nshared_user = \"Root!\""), "users.shared_user"),
+        (with_users("mode = \"sideways\""), "users.mode"),
+        (with_users("ticket_ttl_secs = 5"), "users.ticket_ttl_secs"),
+        (with_users("connection_expiry_hours = 0"), "users.connection_expiry_hours"),
+        (with_users("hook_timeout_secs = 0"), "users.hook_timeout_secs"),
+        (with_users("group = \"wheel group\""), "users.group"),
+        (GOOD.replace("listen = \"127.0.0.1:8889\"", "listen = \"127.0.0.1:8889\"\npublic_url = \"hpc.example.org/\""), "server.public_url"),
+        (GOOD.replace("listen = \"127.0.0.1:8889\"", "listen = \"127.0.0.1:8889\"\ninstance_idle_secs = 1"), "server.instance_idle_secs"),
+    ];
+    for (text, key) in cases {
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+    }
+}
