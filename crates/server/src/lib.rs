@@ -123,7 +123,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 
     server.monitor.load().context("loading tracked jobs")?;
     tokio::spawn(ipc_server::serve(server.clone(), ipc));
-    tokio::spawn(server.monitor.clone().run(Duration::from_millis(server.config.slurm.poll_interval_ms)));
+    tokio::spawn(server.monitor.clone().run(monitor::pacer_for(Duration::from_millis(server.config.slurm.poll_interval_ms))));
     tokio::spawn(outbox::deliver(server.store.clone(), server.core.clone(), server.outbox_wake.clone()));
     tokio::spawn(products::register_until_done(server.clone()));
     tokio::spawn(lifecycle::sweep(server.clone()));
