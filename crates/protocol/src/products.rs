@@ -120,5 +120,10 @@ mod tests {
             json,
             r#"{"product":{"id":"cpu-1","category":"cpu","provider":"p"},"docker":{},"virtualMachine":{},"native":{"enabled":true},"queueStatus":null}"#
         );
+        let native = BackendSupport { enabled: true, time_extension: true, suspension: true, ..Default::default() };
+        assert_eq!(
+            serde_json::to_string(&native).unwrap(),
+            r#"{"enabled":true,"timeExtension":true,"suspension":true}"#
+        );
     }
 }
