@@ -92,7 +92,7 @@ impl FakeSlurm {
         std::fs::create_dir_all(&dir).unwrap();
         for tool in ["squeue", "sacct"] {
             let path = dir.join(tool);
-            std::fs::write(&path, format!("#!/bin/sh\ncat \"$0.out\"\nexit \"$(cat \"$0.rc\")\"\n")).unwrap();
+            std::fs::write(&path, "#!/bin/sh\ncat \"$0.out\"\nexit \"$(cat \"$0.rc\")\"\n").unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let fake = FakeSlurm { dir };

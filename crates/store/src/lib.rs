@@ -225,10 +225,10 @@ impl Store {
 
     /// The Core will never accept updates for this job (it does not know it): park them with a reason.
     pub fn outbox_give_up_job(&self, job_id: &str, reason: &str) -> Result<usize> {
-        Ok(self.conn().execute(
+        self.conn().execute(
             "UPDATE outbox SET dead_reason = ?2 WHERE job_id = ?1 AND delivered_at IS NULL AND dead_reason IS NULL",
             params![job_id, reason],
-        )?)
+        )
     }
 
     pub fn outbox_counts(&self) -> Result<(i64, i64, i64)> {
