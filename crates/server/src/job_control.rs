@@ -18,8 +18,9 @@ use crate::Server;
 /// The longest total time limit an extension may reach; `jobs.create` accepts at most the same.
 pub const MAX_TOTAL_MINUTES: u64 = 365 * 24 * 60;
 
-/// Concurrent extensions of one job would each add to the same old limit: one at a time.
-static CONTROL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Concurrent extensions would each add to the same old limit: one at a time (suspend and resume need not
+/// wait, they set no value derived from Slurm's).
+static EXTENDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -135,7 +136,10 @@ pub async fn apply(server: &Server, user: &LocalUser, action: Action, items: &[I
         }
         jobs.push((row, slurm_id, item.requested));
     }
-    let _one_at_a_time = CONTROL.lock().await;
+    let _one_at_a_time = match action {
+        Action::Extend => Some(EXTENDING.lock().await),
+        Action::Suspend | Action::Unsuspend => None,
+    };
     for (row, slurm_id, requested) in jobs {
         let job = row.ucloud_id.as_str();
         match (action, requested) {
