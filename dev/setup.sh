@@ -32,6 +32,8 @@ id ucloud >/dev/null 2>&1 || useradd --system --home-dir /var/lib/ucim --shell /
 install -d -m 0750 -o ucloud -g ucloud /var/lib/ucim
 install -d -m 0755 -o ucloud -g ucloud /run/ucim /var/log/ucim
 install -d -m 0755 /etc/ucim
+# suspend/resume and raising a time limit need a Slurm operator (job owners are refused): the server does them
+bash dev/slurm-cluster.sh ensure-operator ucloud >/dev/null
 
 # --- demo and test users: real unix users with Slurm associations. dave and erin are for instance
 # life-cycle tests, ucimshared is the many-to-one account, mallory is deliberately not in ucim-users.

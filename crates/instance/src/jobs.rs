@@ -23,6 +23,10 @@ pub struct Submission {
     pub ucloud_id: String,
     pub sbatch_args: Vec<String>,
     pub script: slurm::ScriptSpec,
+    /// `--mem`, per node, in MiB.
+    pub memory_mb: u64,
+    /// `--time`, in minutes.
+    pub time_limit_minutes: u64,
 }
 
 pub async fn create(me: &Instance, user: &str, body: &[u8]) -> Result<Response, ApiError> {
@@ -41,7 +45,13 @@ pub async fn create(me: &Instance, user: &str, body: &[u8]) -> Result<Response, 
 async fn create_one(me: &Instance, user: &str, job: &Job) -> Result<u64, ApiError> {
     let dir = me.home.join(&me.setup.job_root).join(&job.id);
     let submission = validate(me, job, &dir)?;
-    match me.ask(&Request::RegisterJob { ucloud_id: job.id.clone(), ucloud_user: user.to_string() }).await? {
+    let register = Request::RegisterJob {
+        ucloud_id: job.id.clone(),
+        ucloud_user: user.to_string(),
+        memory_mb: Some(submission.memory_mb),
+        time_limit_minutes: Some(submission.time_limit_minutes),
+    };
+    match me.ask(&register).await? {
         IpcResponse::Ok => {}
         IpcResponse::AlreadySubmitted { slurm_id } => return Ok(slurm_id),
         IpcResponse::Error { message } => return Err(ApiError::forbidden(message)),
@@ -158,6 +168,8 @@ pub fn validate(me: &Instance, job: &Job, dir: &Path) -> Result<Submission, ApiE
         ucloud_id: job.id.clone(),
         sbatch_args: args,
         script: slurm::ScriptSpec { directives: Vec::new(), env, body: app.script.clone() },
+        memory_mb: u64::from(product.memory_gb) * 1024,
+        time_limit_minutes: minutes as u64,
     })
 }
 

@@ -40,7 +40,16 @@ pub enum Request {
     /// Instance → server: listening; the connection stays open as long as the instance lives.
     Ready { port: u16 },
     /// Instance → server, before `sbatch`: claim `ucloud_id` for `ucloud_user` (who must map to the peer uid).
-    RegisterJob { ucloud_id: String, ucloud_user: String },
+    /// `memory_mb` (per node) and `time_limit_minutes` are what `sbatch` will be given, kept for the job's
+    /// end message and for extensions.
+    RegisterJob {
+        ucloud_id: String,
+        ucloud_user: String,
+        #[serde(default)]
+        memory_mb: Option<u64>,
+        #[serde(default)]
+        time_limit_minutes: Option<u64>,
+    },
     /// Instance → server, after `sbatch`.
     ConfirmJob { ucloud_id: String, slurm_id: u64 },
     /// Instance → server: `sbatch` failed; forget the claim.

@@ -30,6 +30,9 @@ pub mod provider {
     pub const JOBS_RETRIEVE_PRODUCTS: &str = "/jobs/retrieveProducts";
     pub const JOBS_CREATE: &str = "/jobs";
     pub const JOBS_TERMINATE: &str = "/jobs/terminate";
+    pub const JOBS_EXTEND: &str = "/jobs/extend";
+    pub const JOBS_SUSPEND: &str = "/jobs/suspend";
+    pub const JOBS_UNSUSPEND: &str = "/jobs/unsuspend";
     pub const FILES_COLLECTIONS_RETRIEVE_PRODUCTS: &str = "/files/collections/retrieveProducts";
     /// Other product kinds a compute provider does not offer; answered with an empty bulk response.
     pub const OTHER_RETRIEVE_PRODUCTS: &[&str] = &[

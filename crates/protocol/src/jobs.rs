@@ -147,6 +147,21 @@ pub struct JobUpdate {
     pub timestamp: i64,
 }
 
+/// One item of `jobs.extend` (§4.4): the job as the Core retrieves it now, and the time to add. (The
+/// user-facing call carries `jobId`; the Core resolves it to the whole job before calling the provider.)
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobExtendItem {
+    pub job: Job,
+    pub requested_time: SimpleDuration,
+}
+
+/// One item of `jobs.suspend` and `jobs.unsuspend` (§4.5).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobItem {
+    pub job: Job,
+}
+
 /// `{"id": "4821", "update": {...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobUpdateItem {

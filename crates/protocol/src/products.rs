@@ -81,6 +81,10 @@ pub struct BackendSupport {
     pub peers: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub time_extension: bool,
+    /// Only `virtualMachine.suspension` exists in the Core's Go type; on other backends the Core drops the
+    /// flag when it re-encodes the support (the browser reads `native.suspension` but never gets it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspension: bool,
 }
 
 /// One entry of `jobs.retrieveProducts` (§4.6).
@@ -115,6 +119,11 @@ mod tests {
         assert_eq!(
             json,
             r#"{"product":{"id":"cpu-1","category":"cpu","provider":"p"},"docker":{},"virtualMachine":{},"native":{"enabled":true},"queueStatus":null}"#
+        );
+        let native = BackendSupport { enabled: true, time_extension: true, suspension: true, ..Default::default() };
+        assert_eq!(
+            serde_json::to_string(&native).unwrap(),
+            r#"{"enabled":true,"timeExtension":true,"suspension":true}"#
         );
     }
 }

@@ -12,7 +12,7 @@ use http_api::{check_core_call, ok_json, parse_json, ApiError};
 use protocol::{BulkResponse, Empty, UsernameRequest};
 
 use crate::audit::Event;
-use crate::connect;
+use crate::{connect, job_control};
 use crate::users::LocalUser;
 use crate::Server;
 
@@ -67,7 +67,10 @@ async fn handle(server: &Arc<Server>, request: Request) -> Result<Response, ApiE
             connect::unlinked(server, &request.username).await?;
             Ok(ok_json(&Empty {}))
         }
-        (&Method::GET, JOBS_RETRIEVE_PRODUCTS) => Ok(ok_json(&BulkResponse::new(crate::job_support(&server.config)))),
+        (&Method::GET, JOBS_RETRIEVE_PRODUCTS) => {
+            let queue = server.queue_status.statuses().await;
+            Ok(ok_json(&BulkResponse::new(crate::job_support(&server.config, &queue))))
+        }
         (&Method::GET, s) if s == FILES_COLLECTIONS_RETRIEVE_PRODUCTS || OTHER_RETRIEVE_PRODUCTS.contains(&s) => {
             Ok(ok_json(&BulkResponse::<Empty>::new(Vec::new())))
         }
@@ -90,6 +93,18 @@ async fn handle(server: &Arc<Server>, request: Request) -> Result<Response, ApiE
             let outcome = status.to_string();
             server.audit.record(&Event { ucloud_user: &username, unix_user: Some(&user.unix_user), action: &action, ids: &ids, outcome: &outcome });
             answer
+        }
+        (&Method::POST, s) if job_control::Action::from_suffix(s).is_some() => {
+            let username = call.username.ok_or_else(|| ApiError::bad_request("This call needs a ucloud-username header"))?;
+            let user = resolve(server, &username)?;
+            let action = job_control::Action::from_suffix(s).expect("matched above");
+            let items = job_control::parse(action, &body)?;
+            let answer = job_control::apply(server, &user, action, &items).await;
+            let ids: Vec<String> = items.iter().map(|i| i.job_id.clone()).collect();
+            let outcome = answer.as_ref().map_or_else(|e| e.status.as_u16().to_string(), |()| "200".into());
+            let action_text = format!("{} {suffix}", parts.method);
+            server.audit.record(&Event { ucloud_user: &username, unix_user: Some(&user.unix_user), action: &action_text, ids: &ids, outcome: &outcome });
+            answer.map(|()| ok_json(&BulkResponse::new(vec![Empty {}; items.len()])))
         }
         _ => Err(ApiError::not_found(format!("Unknown call {} {}", parts.method, parts.uri.path()))),
     }

@@ -84,6 +84,7 @@ pub enum StartError {
 }
 
 /// What the IPC handshake needs from a launch.
+#[allow(clippy::large_enum_variant)] // one per instance start: boxing would buy nothing
 pub enum Handshake {
     Accepted(InstanceSetup),
     Refused(String),
@@ -241,7 +242,7 @@ impl Instances {
     pub async fn exited(&self, uid: u32, nonce: &str) {
         let slot = self.slot(uid);
         let mut slot = slot.lock().await;
-        if !slot.running.as_ref().is_some_and(|r| r.nonce == nonce) {
+        if slot.running.as_ref().is_none_or(|r| r.nonce != nonce) {
             return;
         }
         let r = slot.running.take().expect("checked");

@@ -73,13 +73,16 @@ pub async fn handle(server: &Arc<Server>, peer: PeerCred, request: Request) -> R
     let store = &server.store;
     match request {
         Request::Hello { .. } | Request::Ready { .. } => error("unexpected handshake message"),
-        Request::RegisterJob { ucloud_id, ucloud_user } => {
+        Request::RegisterJob { ucloud_id, ucloud_user, memory_mb, time_limit_minutes } => {
             if !server.users.maps_to(&ucloud_user, peer.uid) {
                 tracing::warn!(uid = peer.uid, ucloud_user, "refused to register a job for another user");
                 return error(format!("{ucloud_user} is not mapped to uid {}", peer.uid));
             }
             match store.insert_job(&ucloud_id, &ucloud_user, peer.uid, &phase_to_text(&slurm::watch::Phase::Queued)) {
-                Ok(Inserted::New) => Response::Ok,
+                Ok(Inserted::New) => match store.set_job_limits(&ucloud_id, memory_mb, time_limit_minutes) {
+                    Ok(()) => Response::Ok,
+                    Err(e) => internal(e),
+                },
                 Ok(Inserted::Existing(row)) if row.uid != peer.uid => error(format!("Job {ucloud_id} belongs to someone else")),
                 Ok(Inserted::Existing(row)) => match row.slurm_id {
                     Some(slurm_id) => Response::AlreadySubmitted { slurm_id },

@@ -9,10 +9,12 @@ mod hook;
 pub(crate) mod http;
 pub mod instances;
 mod ipc_server;
+pub mod job_control;
 mod lifecycle;
 pub mod monitor;
 pub mod outbox;
 mod products;
+pub mod queue_status;
 pub mod users;
 
 use std::path::Path;
@@ -35,6 +37,9 @@ pub struct Server {
     pub instances: instances::Instances,
     pub audit: audit::Audit,
     pub monitor: Arc<monitor::Monitor>,
+    /// For what the server does in Slurm itself, as an operator (suspend, extend, queue status).
+    pub slurm: Arc<slurm::SlurmClient>,
+    pub queue_status: Arc<queue_status::QueueStatusCache>,
     pub outbox_wake: Arc<Notify>,
     pub core: Arc<core_client::CoreClient>,
     pub proxy: reqwest::Client,
@@ -67,7 +72,8 @@ pub fn build(config: Config) -> anyhow::Result<(Arc<Server>, tokio::sync::mpsc::
         Duration::from_millis(config.slurm.command_timeout_ms),
     ));
     let outbox_wake = Arc::new(Notify::new());
-    let monitor = Arc::new(monitor::Monitor::new(store.clone(), slurm, outbox_wake.clone()));
+    let monitor = Arc::new(monitor::Monitor::new(store.clone(), slurm.clone(), outbox_wake.clone()));
+    let queue_status = Arc::new(queue_status::QueueStatusCache::new(slurm.clone()));
     let core = Arc::new(core_client::CoreClient::new(&config.core.url, &refresh_token));
     let users = users::Users::new(store.clone(), &config);
     let (instances, crashes) = instances::Instances::new(&config);
@@ -94,6 +100,8 @@ pub fn build(config: Config) -> anyhow::Result<(Arc<Server>, tokio::sync::mpsc::
         instances,
         audit,
         monitor,
+        slurm,
+        queue_status,
         outbox_wake,
         core,
         proxy,
@@ -123,7 +131,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 
     server.monitor.load().context("loading tracked jobs")?;
     tokio::spawn(ipc_server::serve(server.clone(), ipc));
-    tokio::spawn(server.monitor.clone().run(Duration::from_millis(server.config.slurm.poll_interval_ms)));
+    tokio::spawn(server.monitor.clone().run(monitor::pacer_for(Duration::from_millis(server.config.slurm.poll_interval_ms))));
     tokio::spawn(outbox::deliver(server.store.clone(), server.core.clone(), server.outbox_wake.clone()));
     tokio::spawn(products::register_until_done(server.clone()));
     tokio::spawn(lifecycle::sweep(server.clone()));

@@ -1,5 +1,6 @@
 //! The configured machine types as UCloud products, what we support for them, and their registration.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,8 +46,9 @@ pub fn products_v2(config: &Config) -> Vec<ProductV2> {
         .collect()
 }
 
-/// What `jobs.retrieveProducts` answers: native (batch) jobs only, the features implemented so far.
-pub fn job_support(config: &Config) -> Vec<JobSupport> {
+/// What `jobs.retrieveProducts` answers: native (batch) jobs, with time extension and suspension, and each
+/// product's queue status from its partition's load (none when Slurm has not answered lately).
+pub fn job_support(config: &Config, queue: &HashMap<String, slurm::QueueStatus>) -> Vec<JobSupport> {
     config
         .products
         .iter()
@@ -58,8 +60,8 @@ pub fn job_support(config: &Config) -> Vec<JobSupport> {
             },
             docker: BackendSupport::default(),
             virtual_machine: BackendSupport::default(),
-            native: BackendSupport { enabled: true, ..Default::default() },
-            queue_status: None,
+            native: BackendSupport { enabled: true, time_extension: true, suspension: true, ..Default::default() },
+            queue_status: queue.get(&p.partition).map(|&s| crate::queue_status::wire_name(s).to_string()),
         })
         .collect()
 }

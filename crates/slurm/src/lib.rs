@@ -32,9 +32,9 @@ pub use parse::{
     parse_elapsed, parse_sacct, parse_squeue, AcctRow, QueueRow, SACCT_FIELDS, SQUEUE_FORMAT,
 };
 pub use queue::{
-    parse_pending, parse_sinfo, queue_status, PartitionLoad, QueueStatus, PENDING_FORMAT,
-    SINFO_FORMAT,
+    parse_partition_max_time, parse_pending, parse_sinfo, queue_status, PartitionLoad, QueueStatus,
+    PENDING_FORMAT, SINFO_FORMAT,
 };
 pub use script::{render_script, shell_quote, valid_env_name, ScriptError, ScriptSpec};
 pub use state::{ExitStatus, SlurmState};
-pub use words::{end_message, pending_reason_text};
+pub use words::{end_message, format_minutes, pending_reason_text};

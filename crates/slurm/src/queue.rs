@@ -6,6 +6,7 @@ use std::ffi::OsString;
 
 use crate::client::SlurmClient;
 use crate::error::SlurmError;
+use crate::job_info::parse_time_limit;
 
 /// The `-o` format given to sinfo: partition name (without the default's `*`), CPUs as
 /// allocated/idle/other/total, availability (`up`, `down`, `drain`, `inact`).
@@ -150,7 +151,38 @@ pub fn parse_pending(text: &str) -> Result<BTreeMap<String, usize>, SlurmError> 
     Ok(counts)
 }
 
+/// Reads `MaxTime=` from `scontrol show partition -o NAME`: minutes, or `None` for `UNLIMITED`.
+pub fn parse_partition_max_time(text: &str) -> Result<Option<u64>, SlurmError> {
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    let value = line
+        .split(' ')
+        .find_map(|field| field.strip_prefix("MaxTime="))
+        .ok_or_else(|| SlurmError::parse("scontrol", line, "no MaxTime= field"))?;
+    if value.eq_ignore_ascii_case("UNLIMITED") || value.eq_ignore_ascii_case("INFINITE") {
+        return Ok(None);
+    }
+    parse_time_limit(value)
+        .map(Some)
+        .ok_or_else(|| SlurmError::parse("scontrol", line, "unreadable MaxTime"))
+}
+
 impl SlurmClient {
+    /// The longest time limit `partition` allows (`scontrol show partition -o NAME`), `None` if unlimited.
+    /// Slurm operators are not held to it, so a caller acting as one must check it itself.
+    pub async fn partition_max_time(&self, partition: &str) -> Result<Option<u64>, SlurmError> {
+        let args: Vec<OsString> = vec![
+            "show".into(),
+            "partition".into(),
+            "-o".into(),
+            partition.into(),
+        ];
+        parse_partition_max_time(&self.run("scontrol", &args).await?.stdout)
+    }
+
     /// Every partition's CPU load and waiting jobs: `sinfo -h -o '%R|%C|%a'` and
     /// `squeue -h -t PENDING -o '%P|%r'`, two calls whatever the size of the cluster.
     ///
@@ -272,6 +304,21 @@ mod tests {
         let mut l = load(7, 0, 8, true);
         l.pending_jobs = 1;
         assert_eq!(l.status(), QueueStatus::Busy);
+    }
+
+    #[test]
+    fn partition_max_time() {
+        // Captured from the dev cluster (shortened).
+        let short = "PartitionName=short AllowGroups=ALL Default=NO MaxNodes=UNLIMITED MaxTime=00:10:00 MinNodes=0\n";
+        assert_eq!(parse_partition_max_time(short).expect("parses"), Some(10));
+        let cpu = "PartitionName=cpu MaxTime=UNLIMITED State=UP";
+        assert_eq!(parse_partition_max_time(cpu).expect("parses"), None);
+        assert_eq!(
+            parse_partition_max_time("PartitionName=x MaxTime=1-12:00:00").expect("parses"),
+            Some(2160)
+        );
+        assert!(parse_partition_max_time("PartitionName=x").is_err());
+        assert!(parse_partition_max_time("PartitionName=x MaxTime=soon").is_err());
     }
 
     #[tokio::test]

@@ -264,7 +264,7 @@ fn format_memory(mib: u64) -> String {
 }
 
 /// 150 → "2 h 30 min", 60 → "1 h", 45 → "45 min", 1500 → "1 d 1 h", 0 → "0 min".
-fn format_minutes(minutes: u64) -> String {
+pub fn format_minutes(minutes: u64) -> String {
     let (d, h, m) = (minutes / 1440, minutes % 1440 / 60, minutes % 60);
     let parts: Vec<String> = [(d, "d"), (h, "h"), (m, "min")]
         .into_iter()

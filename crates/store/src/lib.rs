@@ -34,6 +34,10 @@ pub struct JobRow {
     pub cancel_requested: bool,
     pub created_at: i64,
     pub ended_at: Option<i64>,
+    /// Memory per node the job was submitted with (MiB), if recorded.
+    pub memory_mb: Option<u64>,
+    /// The job's Slurm time limit in minutes: as submitted, then as extended.
+    pub time_limit_minutes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +155,35 @@ impl Store {
         tx.commit()
     }
 
+    /// What the job was submitted with (memory per node, time limit), recorded before `sbatch`.
+    pub fn set_job_limits(&self, ucloud_id: &str, memory_mb: Option<u64>, time_limit_minutes: Option<u64>) -> Result<()> {
+        self.conn().execute(
+            "UPDATE jobs SET memory_mb = ?2, time_limit_minutes = ?3 WHERE ucloud_id = ?1",
+            params![ucloud_id, memory_mb.map(|m| m as i64), time_limit_minutes.map(|m| m as i64)],
+        )?;
+        Ok(())
+    }
+
+    /// The time limit was changed in Slurm: store it and queue the updates that tell the Core, atomically.
+    pub fn record_time_limit(&self, ucloud_id: &str, minutes: u64, updates: &[String]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("UPDATE jobs SET time_limit_minutes = ?2 WHERE ucloud_id = ?1", params![ucloud_id, minutes as i64])?;
+        enqueue(&tx, ucloud_id, updates)?;
+        tx.commit()
+    }
+
+    /// Queues `(job id, update)` pairs that change nothing the store tracks (e.g. why queued jobs wait), in
+    /// one transaction.
+    pub fn queue_updates(&self, items: &[(String, String)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (ucloud_id, payload) in items {
+            enqueue(&tx, ucloud_id, std::slice::from_ref(payload))?;
+        }
+        tx.commit()
+    }
+
     pub fn set_cancel_requested(&self, ucloud_id: &str) -> Result<()> {
         self.conn().execute("UPDATE jobs SET cancel_requested = 1 WHERE ucloud_id = ?1", [ucloud_id])?;
         Ok(())
@@ -192,10 +225,10 @@ impl Store {
 
     /// The Core will never accept updates for this job (it does not know it): park them with a reason.
     pub fn outbox_give_up_job(&self, job_id: &str, reason: &str) -> Result<usize> {
-        Ok(self.conn().execute(
+        self.conn().execute(
             "UPDATE outbox SET dead_reason = ?2 WHERE job_id = ?1 AND delivered_at IS NULL AND dead_reason IS NULL",
             params![job_id, reason],
-        )?)
+        )
     }
 
     pub fn outbox_counts(&self) -> Result<(i64, i64, i64)> {
@@ -222,7 +255,8 @@ fn enqueue(tx: &rusqlite::Transaction<'_>, job_id: &str, updates: &[String]) -> 
 
 fn job_select(tail: &str) -> String {
     format!(
-        "SELECT ucloud_id, ucloud_user, uid, slurm_id, phase, cancel_requested, created_at, ended_at FROM jobs {tail}"
+        "SELECT ucloud_id, ucloud_user, uid, slurm_id, phase, cancel_requested, created_at, ended_at, memory_mb,
+                time_limit_minutes FROM jobs {tail}"
     )
 }
 
@@ -236,6 +270,8 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         cancel_requested: r.get(5)?,
         created_at: r.get(6)?,
         ended_at: r.get(7)?,
+        memory_mb: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        time_limit_minutes: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
     })
 }
 

@@ -44,6 +44,9 @@ const MIGRATIONS: &[&str] = &[
         redeemed_uid INTEGER
      );
      CREATE INDEX tickets_user ON tickets (ucloud_user);",
+    // 3: what a job was given at submission (for end messages) and its time limit (raised by extend).
+    "ALTER TABLE jobs ADD COLUMN memory_mb INTEGER;
+     ALTER TABLE jobs ADD COLUMN time_limit_minutes INTEGER;",
 ];
 
 pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

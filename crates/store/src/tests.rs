@@ -36,6 +36,21 @@ fn job_life_and_outbox_order() {
 }
 
 #[test]
+fn limits_are_recorded_and_a_new_time_limit_comes_with_its_updates() {
+    let s = Store::open_in_memory().unwrap();
+    s.insert_job("7", "alice#1", 1001, "queued").unwrap();
+    assert_eq!(s.job("7").unwrap().unwrap().time_limit_minutes, None);
+    s.set_job_limits("7", Some(4096), Some(60)).unwrap();
+    let row = s.job("7").unwrap().unwrap();
+    assert_eq!((row.memory_mb, row.time_limit_minutes), (Some(4096), Some(60)));
+    s.record_time_limit("7", 90, &["extended".into()]).unwrap();
+    s.queue_updates(&[("7".into(), "why it waits".into())]).unwrap();
+    assert_eq!(s.job("7").unwrap().unwrap().time_limit_minutes, Some(90));
+    let payloads: Vec<_> = s.outbox_pending(10).unwrap().into_iter().map(|r| r.payload).collect();
+    assert_eq!(payloads, ["extended", "why it waits"]);
+}
+
+#[test]
 fn unsubmitted_job_can_be_forgotten_but_submitted_cannot() {
     let s = Store::open_in_memory().unwrap();
     s.insert_job("1", "a", 1001, "q").unwrap();

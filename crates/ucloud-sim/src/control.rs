@@ -54,6 +54,10 @@ fn call_answer(result: Result<CallResult, CallError>, extra: Map<String, Value>)
             Json(Value::Object(out)).into_response()
         }
         Err(CallError::UnknownJob(id)) => error(StatusCode::NOT_FOUND, format!("Not found ({id})")),
+        Err(CallError::Core { status, why }) => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            why,
+        ),
         Err(e) => {
             // What the Core shows the user, plus whatever the caller should still learn (the job id).
             let mut out = extra;

@@ -111,17 +111,12 @@ impl JobTable {
             if !should_apply(entry.state, &update) {
                 continue;
             }
-            if let Some(state) = update.state {
+            if let Some(state) = update.state.filter(|&s| s != entry.state) {
                 entry.state = state;
                 entry.job["status"]["state"] = json!(state.as_str());
+                // Every change *to* RUNNING restarts the clock, also after SUSPENDED (core2 job.go).
                 if state == JobState::Running {
                     entry.job["status"]["startedAt"] = json!(now);
-                    let alloc = &entry.job["specification"]["timeAllocation"];
-                    if let Ok(Some(d)) =
-                        serde_json::from_value::<Option<SimpleDuration>>(alloc.clone())
-                    {
-                        entry.job["status"]["expiresAt"] = json!(now + d.total_seconds() * 1000);
-                    }
                 }
             }
             if let Some(folder) = &update.output_folder {
@@ -129,13 +124,22 @@ impl JobTable {
             }
             if let Some(ms) = update.new_time_allocation {
                 entry.job["specification"]["timeAllocation"] = json!(duration_from_millis(ms));
-                if let Some(started) = entry.job["status"]["startedAt"].as_i64() {
-                    entry.job["status"]["expiresAt"] = json!(started + ms);
-                }
             }
+            refresh_expiry(&mut entry.job);
             entry.applied.push(update);
         }
         Ok(())
+    }
+}
+
+/// The Core derives `expiresAt` when it serves a job: `startedAt` + the stored allocation (which lost its
+/// seconds if it came from `newTimeAllocation`); none before the job started or without an allocation.
+fn refresh_expiry(job: &mut Value) {
+    let alloc = serde_json::from_value::<Option<SimpleDuration>>(
+        job["specification"]["timeAllocation"].clone(),
+    );
+    if let (Some(started), Ok(Some(d))) = (job["status"]["startedAt"].as_i64(), alloc) {
+        job["status"]["expiresAt"] = json!(started + d.total_seconds() * 1000);
     }
 }
 
@@ -373,6 +377,57 @@ mod tests {
         s.update.expected_different_state = Some(true);
         t.apply(vec![s]).unwrap();
         assert_eq!(t.get("1").unwrap().applied.len(), 2);
+    }
+
+    #[test]
+    fn new_time_allocation_moves_expiry_and_resuming_restarts_the_clock() {
+        let mut t = table_with("1");
+        let mut alloc = item("1", None);
+        alloc.update.new_time_allocation = Some(2 * 3_600_000 + 30_000);
+        t.apply(vec![alloc.clone()]).unwrap();
+        let job = &t.get("1").unwrap().job;
+        assert_eq!(
+            job["specification"]["timeAllocation"],
+            json!({"hours": 2, "minutes": 0, "seconds": 0})
+        );
+        assert!(
+            job["status"]["expiresAt"].is_null(),
+            "not started: no expiry"
+        );
+        t.apply(vec![item("1", Some(JobState::Running))]).unwrap();
+        let job = &t.get("1").unwrap().job;
+        let started = job["status"]["startedAt"].as_i64().unwrap();
+        assert_eq!(
+            job["status"]["expiresAt"].as_i64().unwrap(),
+            started + 7_200_000
+        );
+        // RUNNING again without a change does not restart the clock; SUSPENDED → RUNNING does.
+        t.apply(vec![item("1", Some(JobState::Running))]).unwrap();
+        assert_eq!(
+            t.get("1").unwrap().job["status"]["startedAt"]
+                .as_i64()
+                .unwrap(),
+            started
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        t.apply(vec![
+            item("1", Some(JobState::Suspended)),
+            item("1", Some(JobState::Running)),
+        ])
+        .unwrap();
+        assert!(
+            t.get("1").unwrap().job["status"]["startedAt"]
+                .as_i64()
+                .unwrap()
+                > started
+        );
+        alloc.update.new_time_allocation = Some(3 * 3_600_000);
+        t.apply(vec![alloc]).unwrap();
+        let job = &t.get("1").unwrap().job;
+        assert_eq!(
+            job["status"]["expiresAt"].as_i64().unwrap(),
+            job["status"]["startedAt"].as_i64().unwrap() + 3 * 3_600_000
+        );
     }
 
     #[test]

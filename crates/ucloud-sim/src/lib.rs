@@ -8,6 +8,7 @@
 
 mod control;
 mod core_api;
+mod job_ops;
 mod jobs;
 mod provider_calls;
 

@@ -55,6 +55,9 @@ pub enum CallError {
     /// The sim has no such job.
     #[error("unknown job: {0}")]
     UnknownJob(String),
+    /// The Core itself refused, before calling the provider (e.g. a feature the product does not support).
+    #[error("{status}: {why}")]
+    Core { status: u16, why: String },
 }
 
 impl Sim {

@@ -314,6 +314,8 @@ struct Stub {
     busy: Arc<AtomicU32>,
     /// Status `jobs.create` answers once not busy.
     create_status: Arc<AtomicU32>,
+    /// `retrieveProducts` leaves out `native.timeExtension`.
+    no_extension: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn stub_handler(State(stub): State<Stub>, req: Request) -> Response {
@@ -345,7 +347,17 @@ async fn stub_handler(State(stub): State<Stub>, req: Request) -> Response {
                 s => json_answer(s as u16, json!({"statusCode": s, "why": "Bad application"})),
             }
         }
-        "/integration/init" | "/jobs/terminate" => json_answer(200, json!({})),
+        "/integration/init" | "/jobs/terminate" | "/jobs/extend" | "/jobs/suspend"
+        | "/jobs/unsuspend" => json_answer(200, json!({})),
+        "/jobs/retrieveProducts" => {
+            let extension = !stub.no_extension.load(Ordering::SeqCst);
+            json_answer(
+                200,
+                json!({"responses": [{"product": {"id": "cpu-1", "category": "cpu", "provider": P},
+                        "docker": {}, "virtualMachine": {}, "native": {"enabled": true, "timeExtension": extension},
+                        "queueStatus": "AVAILABLE"}]}),
+            )
+        }
         _ => json_answer(404, json!({"why": "Not found"})),
     }
 }
@@ -540,3 +552,6 @@ async fn control_api_drives_the_provider() {
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
 }
+
+/// extend, suspend and unsuspend against the stub provider.
+mod job_ops;
