@@ -238,8 +238,7 @@ pub async fn redeem(server: &Arc<Server>, peer_uid: u32, ticket: &str) -> Result
 
 /// `integration/unlinked`: the user removed the connection in UCloud.
 pub async fn unlinked(server: &Arc<Server>, ucloud_user: &str) -> Result<(), ApiError> {
-    let mapping = server.store.user(ucloud_user).map_err(|e| ApiError::internal("user lookup", e))?;
-    server.store.unmap_user(ucloud_user).map_err(|e| ApiError::internal("could not remove the mapping", e))?;
+    let mapping = forget(server, ucloud_user).await.map_err(|e| ApiError::internal("could not remove the mapping", e))?;
     server.audit.record(&Event {
         ucloud_user,
         unix_user: mapping.as_ref().map(|m| m.unix_user.as_str()),
@@ -249,9 +248,18 @@ pub async fn unlinked(server: &Arc<Server>, ucloud_user: &str) -> Result<(), Api
     });
     if let Some(m) = mapping {
         tracing::info!(ucloud_user, unix_user = m.unix_user, "unlinked in UCloud");
-        stop_if_unused(server, m.uid).await;
     }
     Ok(())
+}
+
+/// Removes `ucloud_user`'s mapping and stops the instance nobody then maps to. Answers what was removed.
+pub async fn forget(server: &Server, ucloud_user: &str) -> store::Result<Option<UserMapping>> {
+    let mapping = server.store.user(ucloud_user)?;
+    server.store.unmap_user(ucloud_user)?;
+    if let Some(m) = &mapping {
+        stop_if_unused(server, m.uid).await;
+    }
+    Ok(mapping)
 }
 
 /// `ucim admin disconnect`: tells the Core first (`clearConnection`), then forgets the mapping.
@@ -262,15 +270,14 @@ pub async fn disconnect(server: &Arc<Server>, ucloud_user: &str) -> Result<(), S
         .clear_connection(ucloud_user)
         .await
         .map_err(|e| format!("UCloud could not be told ({e}); the connection is unchanged"))?;
-    server.store.unmap_user(ucloud_user).map_err(|e| e.to_string())?;
+    forget(server, ucloud_user).await.map_err(|e| e.to_string())?;
     server.audit.record(&Event { ucloud_user, unix_user: Some(&mapping.unix_user), action: "disconnect", ids: &[], outcome: "ok" });
     tracing::info!(ucloud_user, unix_user = mapping.unix_user, "disconnected by an operator");
-    stop_if_unused(server, mapping.uid).await;
     Ok(())
 }
 
 /// An instance whose uid no UCloud user maps to any more has nothing to serve.
-pub async fn stop_if_unused(server: &Server, uid: u32) {
+async fn stop_if_unused(server: &Server, uid: u32) {
     if server.users.ucloud_users_of(uid).is_empty() {
         server.instances.stop(uid, "no UCloud user maps to it any more").await;
     }

@@ -195,15 +195,9 @@ pub async fn handle(server: &Arc<Server>, peer: PeerCred, request: Request) -> R
             if !is_admin(peer) {
                 return error("only root or the service user may unmap users");
             }
-            let uid = store.user(&ucloud_user).ok().flatten().map(|m| m.uid);
-            match store.unmap_user(&ucloud_user) {
-                Ok(true) => {
-                    if let Some(uid) = uid {
-                        connect::stop_if_unused(server, uid).await;
-                    }
-                    Response::Ok
-                }
-                Ok(false) => error(format!("{ucloud_user} is not mapped")),
+            match connect::forget(server, &ucloud_user).await {
+                Ok(Some(_)) => Response::Ok,
+                Ok(None) => error(format!("{ucloud_user} is not mapped")),
                 Err(e) => internal(e),
             }
         }

@@ -53,13 +53,7 @@ impl Sim {
         actor: Option<&str>,
         job_id: &str,
     ) -> Result<CallResult, CallError> {
-        let (job, owner) = self.job_and_owner(job_id)?;
-        self.job_call(
-            provider::JOBS_SUSPEND,
-            actor.unwrap_or(&owner),
-            json!({ "job": job }),
-        )
-        .await
+        self.suspension_call(provider::JOBS_SUSPEND, actor, job_id).await
     }
 
     /// `jobs.unsuspend` asked by the job's owner.
@@ -72,13 +66,19 @@ impl Sim {
         actor: Option<&str>,
         job_id: &str,
     ) -> Result<CallResult, CallError> {
+        self.suspension_call(provider::JOBS_UNSUSPEND, actor, job_id).await
+    }
+
+    /// Suspend and unsuspend carry the same body: `{"job": <Job>}`.
+    async fn suspension_call(
+        &self,
+        path: &str,
+        actor: Option<&str>,
+        job_id: &str,
+    ) -> Result<CallResult, CallError> {
         let (job, owner) = self.job_and_owner(job_id)?;
-        self.job_call(
-            provider::JOBS_UNSUSPEND,
-            actor.unwrap_or(&owner),
-            json!({ "job": job }),
-        )
-        .await
+        self.job_call(path, actor.unwrap_or(&owner), json!({ "job": job }))
+            .await
     }
 
     fn job_and_owner(&self, job_id: &str) -> Result<(Value, String), CallError> {
