@@ -24,6 +24,8 @@ fi
 
 # --- Slurm (8 job slots on this small machine)
 export SLURM_DEV_CPUS=${SLURM_DEV_CPUS:-8}
+# cgroup v1 enforcement (a job over its --mem ends OUT_OF_MEMORY) and two slurmd nodes on this host
+export SLURM_DEV_CGROUP=1 SLURM_DEV_NODES=2
 bash dev/slurm-cluster.sh start >/dev/null
 
 # --- service user, its folders, the group whose members ucim may act as
