@@ -24,8 +24,16 @@ fi
 
 # --- Slurm (8 job slots on this small machine)
 export SLURM_DEV_CPUS=${SLURM_DEV_CPUS:-8}
-# cgroup v1 enforcement (a job over its --mem ends OUT_OF_MEMORY) and two slurmd nodes on this host
-export SLURM_DEV_CGROUP=1 SLURM_DEV_NODES=2
+# two slurmd nodes on this host; cgroup v1 enforcement (a job over its --mem ends OUT_OF_MEMORY) where the
+# v1 memory, freezer and cpuset hierarchies are mounted and writable (else plain process tracking)
+export SLURM_DEV_NODES=2
+if [ -z "${SLURM_DEV_CGROUP:-}" ]; then
+  SLURM_DEV_CGROUP=1
+  for c in memory freezer cpuset; do
+    [ -w "/sys/fs/cgroup/$c/cgroup.procs" ] || SLURM_DEV_CGROUP=0
+  done
+  export SLURM_DEV_CGROUP
+fi
 bash dev/slurm-cluster.sh start >/dev/null
 
 # --- service user, its folders, the group whose members ucim may act as
