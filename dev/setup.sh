@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepares this machine (Debian 12, as root) for ucim: packages, a single-node Slurm cluster with munge and
+# Prepares this machine (Debian 12, as root) for ucim: packages, a Slurm cluster on this machine (two slurmd nodes) with munge and
 # slurmdbd on MariaDB, the service user, test/demo users, the sudoers rule, and the ucim binary installed
 # where the sudoers rule expects it. Idempotent.
 #
