@@ -61,7 +61,7 @@ pub fn classify(provider: &str, path: &str, query: Option<&str>, headers: &Heade
     let upgrade = headers.contains_key(http::header::UPGRADE);
     let stream_user = || -> Result<String, &'static str> {
         if let Some(hint) = query.and_then(|q| query_param(q, "usernameHint")) {
-            return decode_hint(&hint).ok_or("Malformed usernameHint");
+            return percent_decode(hint).as_deref().and_then(decode_hint).ok_or("Malformed usernameHint");
         }
         match headers.get("ucloud-username").and_then(|v| v.to_str().ok()) {
             Some(v) => protocol::decode_username_header(v).ok_or("Malformed UCloud-Username header"),
@@ -97,12 +97,9 @@ pub fn classify(provider: &str, path: &str, query: Option<&str>, headers: &Heade
     }
 }
 
-/// The raw value of `name` in a query string, percent-decoded.
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == name).then(|| percent_decode(v))?
-    })
+/// The raw (still percent-encoded) value of `name` in a query string.
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
 }
 
 fn percent_decode(s: &str) -> Option<String> {
