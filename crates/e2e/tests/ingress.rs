@@ -37,7 +37,7 @@ async fn core_calls_through_the_ingress_reach_the_users_instance() {
 
     // No instance yet: the ingress sends the call to the server, which answers 449; the sim (as the Core)
     // calls init and retries, and the retry goes straight to alice's new instance.
-    let (job, result) = stack.submit("alice#1", "print-id", json!({}), 5).await;
+    let (job, result) = stack.submit("alice#1", "print-id", json!({"seconds": int(300)}), 10).await;
     assert_eq!(result.status, 200, "{:?}\ningress log:\n{}", result.body, stack.ingress_log());
     assert!(result.attempts >= 2, "expected the 449 → init → retry dance, got {} attempt(s)", result.attempts);
     stack.wait_state(&job, protocol::JobState::Running, 60).await;
@@ -49,7 +49,7 @@ async fn core_calls_through_the_ingress_reach_the_users_instance() {
     assert!(last.contains("to=instance:460") && last.contains("status=200"), "{lines:#?}");
 
     // The instance runs now: the next call goes there at once (one attempt).
-    let (job2, result) = stack.submit("alice#1", "print-id", json!({}), 5).await;
+    let (job2, result) = stack.submit("alice#1", "print-id", json!({"seconds": int(300)}), 10).await;
     assert_eq!((result.status, result.attempts), (200, 1), "{:?}", result.body);
     // The job landed in alice's instance: it runs as alice.
     stack.wait_state(&job2, protocol::JobState::Running, 60).await;
@@ -79,8 +79,9 @@ async fn core_calls_through_the_ingress_reach_the_users_instance() {
     let pid = stack.ingress_pid().expect("ingress pid");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGHUP).unwrap();
     assert!(wait_log(&stack, "by_signal=true").await, "{}", stack.ingress_log());
-    let (_, result) = stack.submit("alice#1", "print-id", json!({}), 5).await;
+    let (job3, result) = stack.submit("alice#1", "print-id", json!({"seconds": int(300)}), 10).await;
     assert_eq!(result.status, 200);
+    assert!(stack.sim.terminate_job(&job3).await.unwrap().accepted_by_core());
 }
 
 /// One Core-shaped call over HTTP/2: (negotiated version, status, body).
