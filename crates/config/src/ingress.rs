@@ -91,3 +91,37 @@ impl IngressConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, ConfigError};
+
+    fn parse(ingress: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "provider_id = \"hpc\"\n[core]\nurl = \"http://c\"\npublic_key_file = \"/k\"\nrefresh_token_file = \"/t\"\n\
+             [server]\nlisten = \"127.0.0.1:8889\"\n[products.p]\ncategory = \"c\"\npartition = \"p\"\ncpus = 1\n\
+             memory_gb = 1\nprice = 1\n{ingress}"
+        );
+        Config::parse(&text, std::path::Path::new("/etc/ucim/config.toml"))
+    }
+
+    #[test]
+    fn ingress_section_is_optional_and_has_defaults() {
+        assert_eq!(parse("").unwrap().ingress, None);
+        let c = parse("[ingress]\nlisten = \"0.0.0.0:443\"\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"").unwrap();
+        let i = c.ingress.unwrap();
+        assert_eq!((i.max_header_bytes, i.max_body_bytes, i.route_cache_ms, i.plain_http), (16384, 16 << 20, 2000, false));
+        assert!(parse("[ingress]\nlisten = \"127.0.0.1:8080\"\nplain_http = true").unwrap().ingress.unwrap().plain_http);
+    }
+
+    #[test]
+    fn ingress_needs_tls_or_an_explicit_plain_mode() {
+        let key = |r: Result<Config, ConfigError>| r.unwrap_err().key;
+        assert_eq!(key(parse("[ingress]\nlisten = \"0.0.0.0:443\"")), "ingress.tls_cert");
+        assert_eq!(key(parse("[ingress]\nlisten = \"0.0.0.0:443\"\ntls_cert = \"/c.pem\"")), "ingress.tls_cert");
+        assert_eq!(key(parse("[ingress]\nlisten = \"0.0.0.0:443\"\ntls_cert = \"/c\"\ntls_key = \"/k\"\nplain_http = true")), "ingress.plain_http");
+        assert_eq!(key(parse("[ingress]\nlisten = \"0.0.0.0:443\"\ntls_cert = \"c.pem\"\ntls_key = \"/k\"")), "ingress.tls_cert");
+        assert_eq!(key(parse("[ingress]\nlisten = \"0.0.0.0:443\"\nplain_http = true\nmax_header_bytes = 100")), "ingress.max_header_bytes");
+        assert!(key(parse("[ingress]\nlisten = \"0.0.0.0:443\"\nplain_http = true\nbogus = 1")).starts_with("ingress"));
+    }
+}
