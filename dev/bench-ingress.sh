@@ -7,7 +7,8 @@
 # a body source) plus a stand-in route socket, so the comparison measures the proxies alone; Core calls
 # carry ucloud-username, so the ingress does its route lookup (cached) as in production.
 # As root (installs nginx with apt if missing; runs the ingress as the service user `ucloud`).
-#   PROFILE=release (default) or debug; SECS, CONNS (small calls), BIG_SECS, BIG_CONNS (100 MB bodies).
+#   PROFILE=release (default) or debug; SECS, CONNS (small calls), BIG_SECS, BIG_CONNS (100 MB bodies);
+#   UCIM and BENCH (both) name prebuilt binaries and skip the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROFILE=${PROFILE:-release}
@@ -28,7 +29,9 @@ fi
 id ucloud >/dev/null
 
 echo "== building ($PROFILE)"
-if [ "$PROFILE" = release ]; then
+if [ -n "${UCIM:-}" ] && [ -n "${BENCH:-}" ]; then
+    echo "using UCIM=$UCIM BENCH=$BENCH as given"
+elif [ "$PROFILE" = release ]; then
     cargo build -q --release -p ucim
     UCIM="$TARGET/release/ucim"
     BENCH=$(cargo bench -p ingress --bench ingress --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)
