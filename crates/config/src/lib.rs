@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod ingress;
 mod users;
+pub use ingress::IngressConfig;
 pub use users::{UserMode, UsersConfig};
 
 pub const DEFAULT_PATH: &str = "/etc/ucim/config.toml";
@@ -29,6 +31,9 @@ pub struct Config {
     pub applications: BTreeMap<String, Application>,
     #[serde(default)]
     pub users: UsersConfig,
+    /// `ucim ingress`, the public TLS entry point; absent when the server is reached directly.
+    #[serde(default)]
+    pub ingress: Option<IngressConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -299,6 +304,9 @@ impl Config {
         }
         if self.server.instance_idle_secs != 0 && self.server.instance_idle_secs < 2 {
             return bad("server.instance_idle_secs", "must be 0 (never stop) or at least 2");
+        }
+        if let Some(ingress) = &self.ingress {
+            ingress.validate()?;
         }
         self.users.validate(self.server.public_url.as_deref())
     }

@@ -76,6 +76,9 @@ pub enum Request {
     ListConnections,
     /// Admin: the running instances.
     ListInstances,
+    /// Ingress (uid 0 or the service user): where `ucloud_user`'s instance listens. `start` starts it if it
+    /// is not running (refused for unmapped users); without it a stopped instance answers `port: None`.
+    Route { ucloud_user: String, start: bool },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -91,6 +94,8 @@ pub enum Response {
     Connected { ucloud_user: String },
     Connections { users: Vec<UserInfo>, tickets: Vec<TicketInfo> },
     Instances { instances: Vec<InstanceInfo> },
+    /// Answer to `Route`: the instance's loopback port, or `None` (send the call to the server).
+    Route { port: Option<u16> },
     Error { message: String },
 }
 

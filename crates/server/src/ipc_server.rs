@@ -213,6 +213,34 @@ pub async fn handle(server: &Arc<Server>, peer: PeerCred, request: Request) -> R
             }
             Response::Instances { instances: server.instances.list().await }
         }
+        Request::Route { ucloud_user, start } => {
+            if !is_admin(peer) {
+                return error("only root or the service user may look up routes");
+            }
+            route(server, &ucloud_user, start).await
+        }
+    }
+}
+
+/// Where the ingress sends `ucloud_user`'s traffic. Unmapped users have no instance (`None`: the server
+/// answers them). In many-to-one mode Core calls always go through the server, whose audit log is then the
+/// only record of who did what; only browser and WebSocket traffic (`start`) goes straight to the instance.
+async fn route(server: &Arc<Server>, ucloud_user: &str, start: bool) -> Response {
+    let Ok(user) = server.users.resolve(ucloud_user) else {
+        return Response::Route { port: None };
+    };
+    if !start {
+        if server.config.users.mode == config::UserMode::ManyToOne {
+            return Response::Route { port: None };
+        }
+        return Response::Route { port: server.instances.port_if_running(user.uid).await };
+    }
+    match crate::http::start_instance(server, user.uid, &user.unix_user).await {
+        Ok(port) => Response::Route { port: Some(port) },
+        Err(e) => {
+            tracing::warn!(user = user.unix_user, "route: instance start failed: {}", e.why);
+            error("the user's instance could not be started")
+        }
     }
 }
 

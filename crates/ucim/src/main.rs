@@ -1,4 +1,4 @@
-//! The ucim binary: `server` (the service), `user` (a per-user instance, started by the server through
+//! The ucim binary: `server` (the service), `ingress` (the public TLS entry point), `user` (a per-user instance, started by the server through
 //! sudo), `connect` (a user redeems a connect ticket), and `admin` (operator commands over the server's
 //! socket).
 
@@ -21,6 +21,11 @@ struct Cli {
 enum Command {
     /// Run the server (as the service user, never as root).
     Server {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Run the public HTTPS entry point (`[ingress]` in the config), as the service user.
+    Ingress {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
@@ -82,6 +87,10 @@ fn main() {
             Command::Server { config } => {
                 refuse_root("ucim server")?;
                 server::run(&config).await
+            }
+            Command::Ingress { config } => {
+                refuse_root("ucim ingress")?;
+                ingress::run(&config).await
             }
             Command::User => {
                 refuse_root("ucim user")?;

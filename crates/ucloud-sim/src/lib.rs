@@ -70,7 +70,8 @@ pub(crate) struct Inner {
     pub connections: Mutex<std::collections::BTreeSet<String>>,
     /// The Core's cached token for calling the provider: (jwt, expiry in Unix seconds).
     pub service_token: tokio::sync::Mutex<Option<(String, i64)>>,
-    pub http: reqwest::Client,
+    /// Replaced (not mutated) when a test trusts another CA.
+    pub http: RwLock<reqwest::Client>,
     pub server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -104,7 +105,7 @@ impl Sim {
             refresh_count: AtomicU64::new(0),
             connections: Mutex::new(Default::default()),
             service_token: tokio::sync::Mutex::new(None),
-            http,
+            http: RwLock::new(http),
             server: Mutex::new(None),
         });
         let sim = Sim { inner };
@@ -143,6 +144,17 @@ impl Sim {
 
     pub fn set_provider_url(&self, url: &str) {
         *self.inner.provider_url.write().unwrap() = url.trim_end_matches('/').to_string();
+    }
+
+    /// Trusts the CA certificate `pem` for calls to the provider (an ingress with a test CA).
+    pub fn trust_root_pem(&self, pem: &[u8]) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .timeout(provider_calls::CORE_CLIENT_TIMEOUT)
+            .user_agent(provider_calls::CORE_USER_AGENT)
+            .add_root_certificate(reqwest::Certificate::from_pem(pem)?)
+            .build()?;
+        *self.inner.http.write().unwrap() = client;
+        Ok(())
     }
 
     pub fn provider_url(&self) -> String {

@@ -156,7 +156,8 @@ impl Sim {
             provider_path(&self.inner.cfg.provider_id, suffix)
         );
         // No Content-Type on bodies and no query strings, as the Core's Go client (§10.17).
-        let mut req = self.inner.http.request(method.clone(), &url);
+        let client = self.inner.http.read().unwrap().clone();
+        let mut req = client.request(method.clone(), &url);
         if let Some(a) = authorization {
             req = req.header(reqwest::header::AUTHORIZATION, a);
         }

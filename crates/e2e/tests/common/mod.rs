@@ -36,6 +36,11 @@ pub struct Stack {
     pub provider_url: String,
     pub job_root: String,
     server: Option<Child>,
+    ingress: Option<Child>,
+    /// `https://127.0.0.1:PORT` when an ingress runs.
+    pub ingress_url: Option<String>,
+    /// The test CA (PEM) the ingress's certificate is signed by.
+    pub ca_pem: Option<String>,
 }
 
 fn chown_ucloud(path: &Path) {
@@ -66,6 +71,16 @@ pub struct Options {
     pub users: String,
     /// `server.max_instances` (20 if unset).
     pub max_instances: Option<u16>,
+    /// Put `ucim ingress` (TLS, with a CA made for the test) in front: the sim then calls the ingress.
+    pub ingress: Option<IngressOptions>,
+}
+
+#[derive(Default, Clone)]
+pub struct IngressOptions {
+    /// The ingress's loopback port.
+    pub port: u16,
+    /// TOML lines added to `[ingress]`.
+    pub extra: String,
 }
 
 impl Stack {
@@ -158,6 +173,24 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
             dir = dir.display(),
             socket = socket.display(),
         );
+        let mut config = config;
+        let mut ca_pem = None;
+        if let Some(ingress) = &options.ingress {
+            let (ca, cert, key) = test_certificates();
+            for (name, pem) in [("ingress-cert.pem", &cert), ("ingress-key.pem", &key)] {
+                std::fs::write(dir.join(name), pem).unwrap();
+                chown_ucloud(&dir.join(name));
+            }
+            std::fs::set_permissions(dir.join("ingress-key.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            config.push_str(&format!(
+                "\n[ingress]\nlisten = \"127.0.0.1:{}\"\ntls_cert = \"{}/ingress-cert.pem\"\ntls_key = \"{}/ingress-key.pem\"\n{}\n",
+                ingress.port,
+                dir.display(),
+                dir.display(),
+                ingress.extra
+            ));
+            ca_pem = Some(ca);
+        }
         let config_path = dir.join("config.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut stack = Stack {
@@ -169,9 +202,63 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
             provider_url,
             job_root,
             server: None,
+            ingress: None,
+            ingress_url: None,
+            ca_pem,
         };
         stack.start_server().await;
+        if let Some(ingress) = &options.ingress {
+            stack.start_ingress(ingress.port).await;
+        }
         stack
+    }
+
+    /// Starts `ucim ingress` as the service user, waits for its port, and points the sim at it.
+    pub async fn start_ingress(&mut self, port: u16) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("ingress.log")).unwrap();
+        let child = Command::new("runuser")
+            .args(["-u", "ucloud", "--", &ucim(), "ingress", "--config"])
+            .arg(&self.config_path)
+            .env("UCIM_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.ingress = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                let url = format!("https://127.0.0.1:{port}");
+                self.sim.trust_root_pem(self.ca_pem.as_deref().unwrap().as_bytes()).unwrap();
+                self.sim.set_provider_url(&url);
+                self.ingress_url = Some(url);
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.ingress.as_mut().map(|c| c.try_wait()) {
+                panic!("ucim ingress exited ({status}); log:\n{}", self.ingress_log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("ucim ingress did not come up; log:\n{}", self.ingress_log());
+    }
+
+    pub fn ingress_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ingress.log")).unwrap_or_default()
+    }
+
+    /// The ingress's pid (the child of runuser).
+    pub fn ingress_pid(&self) -> Option<u32> {
+        let pattern = format!("{} ingress --config {}", ucim(), self.config_path.display());
+        let out = Command::new("pgrep").args(["-u", "ucloud", "-f", &pattern]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
+    }
+
+    pub fn kill_ingress(&mut self) {
+        if let Some(mut child) = self.ingress.take() {
+            let _ = Command::new("pkill").args(["-KILL", "-f", &format!("{} ingress --config {}", ucim(), self.config_path.display())]).status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Starts `ucim server` as the service user and waits until its socket answers.
@@ -279,6 +366,7 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        self.kill_ingress();
         self.kill_server();
         self.sim.shutdown();
         if !std::thread::panicking() {
@@ -287,6 +375,19 @@ impl Drop for Stack {
             eprintln!("kept {} for inspection", self.dir.display());
         }
     }
+}
+
+/// A CA and a leaf for 127.0.0.1 and localhost signed by it: (CA PEM, leaf PEM, leaf key PEM).
+pub fn test_certificates() -> (String, String, String) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "ucim e2e test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }
 
 pub fn squeue_state(slurm_id: u64) -> String {

@@ -1,0 +1,144 @@
+//! Counters kept in atomics (ready for a `/metrics` page) and the access log: one line per request, written
+//! when its answer has been sent (so bytes and latency are the real ones).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    /// Answers by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub by_class: [AtomicU64; 5],
+    /// Body bytes received from clients and sent to them.
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub active_connections: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub active_tunnels: AtomicU64,
+    /// Requests refused by the ingress itself (bad shape, limits, unknown path).
+    pub refused: AtomicU64,
+    /// Calls that went straight to a user's instance, and those that went to the server.
+    pub to_instance: AtomicU64,
+    pub to_server: AtomicU64,
+    /// An instance refused the connection: the route was dropped.
+    pub stale_routes: AtomicU64,
+    pub cert_reloads: AtomicU64,
+}
+
+impl Metrics {
+    pub fn status(&self, status: u16) {
+        if let Some(c) = self.by_class.get(usize::from(status / 100).wrapping_sub(1)) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}
+
+/// Where a request went, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Refused or answered by the ingress itself.
+    Ingress,
+    Server,
+    Instance(u16),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Ingress => f.write_str("ingress"),
+            Target::Server => f.write_str("server"),
+            Target::Instance(port) => write!(f, "instance:{port}"),
+        }
+    }
+}
+
+/// One request's log line, written when it is dropped (after the answer's body ended or was abandoned).
+pub struct AccessRecord {
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+    pub method: http::Method,
+    /// Without the query string: it may carry tokens.
+    pub path: String,
+    pub target: Target,
+    pub status: u16,
+    pub bytes_out: u64,
+    pub bytes_in: Arc<AtomicU64>,
+    /// Handed over to a tunnel, which logs it when it ends.
+    silent: bool,
+}
+
+impl AccessRecord {
+    pub fn new(metrics: Arc<Metrics>, method: http::Method, path: &str) -> AccessRecord {
+        metrics.requests.fetch_add(1, Relaxed);
+        AccessRecord {
+            metrics,
+            started: Instant::now(),
+            method,
+            path: path.to_string(),
+            target: Target::Ingress,
+            status: 0,
+            bytes_out: 0,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+            silent: false,
+        }
+    }
+
+    /// The record, for a tunnel to finish; this one then writes nothing.
+    pub fn hand_over(&mut self) -> AccessRecord {
+        self.silent = true;
+        AccessRecord {
+            metrics: self.metrics.clone(),
+            started: self.started,
+            method: self.method.clone(),
+            path: std::mem::take(&mut self.path),
+            target: self.target,
+            status: self.status,
+            bytes_out: 0,
+            bytes_in: self.bytes_in.clone(),
+            silent: false,
+        }
+    }
+}
+
+impl Drop for AccessRecord {
+    fn drop(&mut self) {
+        if self.silent {
+            return;
+        }
+        self.metrics.status(self.status);
+        self.metrics.bytes_out.fetch_add(self.bytes_out, Relaxed);
+        let bytes_in = self.bytes_in.load(Relaxed);
+        self.metrics.bytes_in.fetch_add(bytes_in, Relaxed);
+        let micros = self.started.elapsed().as_micros() as u64;
+        tracing::info!(
+            target: "ucim::access",
+            to = %self.target,
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            bytes_in,
+            bytes_out = self.bytes_out,
+            ms = format_args!("{}.{:03}", micros / 1000, micros % 1000),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes() {
+        let m = Metrics::default();
+        for s in [101, 200, 204, 404, 449, 502, 0, 700] {
+            m.status(s);
+        }
+        let c: Vec<u64> = m.by_class.iter().map(Metrics::get).collect();
+        assert_eq!(c, [1, 2, 0, 2, 1]);
+    }
+}
