@@ -66,6 +66,8 @@ pub struct Options {
     pub users: String,
     /// `server.max_instances` (20 if unset).
     pub max_instances: Option<u16>,
+    /// TOML appended at the end (whole sections, e.g. `[storage.home]`).
+    pub extra: String,
 }
 
 impl Stack {
@@ -149,7 +151,10 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
 
 [users]
 {users}
+
+{extra}
 "#,
+            extra = options.extra,
             ucim = ucim(),
             max_instances = options.max_instances.unwrap_or(20),
             server_extra = options.server,
