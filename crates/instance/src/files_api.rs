@@ -202,3 +202,30 @@ async fn delete_files(State(s): St, headers: HeaderMap, body: Bytes) -> Result<R
     long_running(what, move |p| request.items.iter().try_for_each(|i| s.files(&user).delete(i, p))).await?;
     Ok(empties(n))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn long_tasks_answer_early_and_carry_on() {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let started = std::time::Instant::now();
+        let answer = long_running("test".into(), move |_| {
+            std::thread::sleep(Duration::from_millis(4500));
+            flag.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        answer.await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(4), "answered after {:?}", started.elapsed());
+        assert!(!done.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(done.load(Ordering::SeqCst), "the task went on after the answer");
+        // A quick failure is the answer.
+        let e = long_running("x".into(), |_| Err(FsError::Forbidden("Permission denied: /1/x".into()))).await.unwrap_err();
+        assert_eq!((e.status.as_u16(), e.why.as_str()), (403, "Permission denied: /1/x"));
+    }
+}

@@ -95,7 +95,7 @@ pub async fn register_personal(server: &Server, ucloud_user: &str) -> Result<(),
         let pgid = registration.provider_generated_id.clone().unwrap_or_default();
         match server.core.register_drives(std::slice::from_ref(&registration)).await {
             Ok(ids) => tracing::info!(ucloud_user, pgid, ids = ?ids, "drive registered"),
-            Err(e) if e.status() == Some(409) => tracing::debug!(ucloud_user, pgid, "drive already registered"),
+            Err(e) if e.status() == Some(409) => tracing::info!(ucloud_user, pgid, "drive already registered"),
             Err(e) => return Err(e),
         }
     }
