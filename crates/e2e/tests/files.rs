@@ -46,7 +46,15 @@ fn chown(path: &Path, user: &str) {
 fn put(path: &Path, content: &str, user: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, content).unwrap();
-    chown(path, user);
+    // The file and the folders made for it, up to the drive's root (already the user's).
+    let mut p = path;
+    loop {
+        chown(p, user);
+        match p.parent() {
+            Some(parent) if std::fs::metadata(parent).unwrap().uid() == 0 => p = parent,
+            _ => break,
+        }
+    }
 }
 
 fn as_user(user: &str, args: &[&str]) {
@@ -216,7 +224,7 @@ async fn drives_and_file_operations() {
 /// Opens the streaming search WebSocket on alice's instance, as the Core does (bearer on the upgrade,
 /// `usernameHint`), and collects the ids until the final response.
 async fn search(stack: &Stack, user: &str, d: &Drive, query: &str) -> Vec<String> {
-    let out = stack.admin(&["instances", "--json"]);
+    let out = stack.admin(&["--json", "instances"]);
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     let port = list.as_array().unwrap().iter().find(|i| i["unixUser"] == "alice" || i["unix_user"] == "alice").unwrap()["port"]
         .as_u64()
