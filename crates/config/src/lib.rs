@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 mod ingress;
 mod users;
 pub use ingress::IngressConfig;
+mod storage;
+pub use storage::{DriveKind, StorageProduct, PLACEHOLDERS};
 pub use users::{UserMode, UsersConfig};
 
 pub const DEFAULT_PATH: &str = "/etc/ucim/config.toml";
@@ -34,6 +36,9 @@ pub struct Config {
     /// `ucim ingress`, the public TLS entry point; absent when the server is reached directly.
     #[serde(default)]
     pub ingress: Option<IngressConfig>,
+    /// Storage products (drives), keyed by product name.
+    #[serde(default)]
+    pub storage: BTreeMap<String, StorageProduct>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -308,7 +313,8 @@ impl Config {
         if let Some(ingress) = &self.ingress {
             ingress.validate()?;
         }
-        self.users.validate(self.server.public_url.as_deref())
+        self.users.validate(self.server.public_url.as_deref())?;
+        storage::validate(&self.storage, self.users.mode)
     }
 }
 

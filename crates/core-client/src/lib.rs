@@ -115,6 +115,15 @@ impl CoreClient {
         Ok(())
     }
 
+    /// `files.collections.control.register`: answers the Core's drive ids. A reused `providerGeneratedId`
+    /// is a 409 (`CoreError::Status`).
+    pub async fn register_drives(&self, items: &[protocol::RegisterDrive]) -> Result<Vec<String>, CoreError> {
+        let bytes = self.post(protocol::core::DRIVES_REGISTER, &BulkRequest::new(items.to_vec())).await?;
+        let answer: BulkResponse<protocol::FindByStringId> = serde_json::from_slice(&bytes)
+            .map_err(|e| CoreError::Status { status: 502, why: format!("malformed answer: {e}") })?;
+        Ok(answer.responses.into_iter().map(|r| r.id).collect())
+    }
+
     /// Tells the Core that `username` is connected (`approveConnection`).
     pub async fn approve_connection(&self, username: &str) -> Result<(), CoreError> {
         let body = protocol::UsernameRequest { username: username.to_string() };

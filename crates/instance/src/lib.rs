@@ -2,7 +2,11 @@
 //! one sudo rule), so the kernel and Slurm enforce that user's permissions on everything it does. It
 //! verifies every Core token itself and serves only the UCloud users the server says map to its uid.
 
+mod files_api;
+mod files_search;
 mod jobs;
+
+pub use files_api::files_routes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +47,11 @@ impl Instance {
     async fn authorise(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         let call = check_core_call(headers, &self.verifier)?;
         let user = call.username.ok_or_else(|| ApiError::bad_request("This call needs a ucloud-username header"))?;
+        self.check_served(user).await
+    }
+
+    /// Is `user` one of the UCloud users this instance serves (asking the server about newcomers)?
+    async fn check_served(&self, user: String) -> Result<String, ApiError> {
         if self.served.lock().unwrap_or_else(|p| p.into_inner()).contains(&user) {
             return Ok(user);
         }
@@ -134,7 +143,8 @@ pub fn router(instance: Arc<Instance>) -> Router {
     Router::new()
         .route(&p(protocol::provider::JOBS_CREATE), post(create))
         .route(&p(protocol::provider::JOBS_TERMINATE), post(terminate))
-        .with_state(instance)
+        .with_state(instance.clone())
+        .merge(files_routes(instance))
 }
 
 async fn create(State(me): State<Arc<Instance>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {

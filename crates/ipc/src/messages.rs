@@ -22,6 +22,9 @@ pub struct InstanceSetup {
     /// Many UCloud users share this uid: the instance must check every job's owner itself.
     #[serde(default)]
     pub many_to_one: bool,
+    /// Storage products (drives) the instance serves files from.
+    #[serde(default)]
+    pub storage: BTreeMap<String, config::StorageProduct>,
 }
 
 /// Written by the server on the instance's stdin at launch: where to connect and the one-time nonce that

@@ -166,6 +166,7 @@ async fn map_and_approve(
         return Err(ApiError::new(StatusCode::BAD_GATEWAY, format!("UCloud could not be told about the connection: {e}")));
     }
     tracing::info!(ucloud_user, unix_user, uid, source, "connected");
+    crate::storage::register_soon(server.clone(), ucloud_user.to_string());
     Ok(unix_user.to_string())
 }
 
@@ -233,6 +234,7 @@ pub async fn redeem(server: &Arc<Server>, peer_uid: u32, ticket: &str) -> Result
     }
     tracing::info!(ucloud_user, unix_user = account.name, uid, "connected with a ticket");
     audit(&ucloud_user, "ok");
+    crate::storage::register_soon(server.clone(), ucloud_user.clone());
     Ok(ucloud_user)
 }
 

@@ -71,6 +71,13 @@ async fn handle(server: &Arc<Server>, request: Request) -> Result<Response, ApiE
             let queue = server.queue_status.statuses().await;
             Ok(ok_json(&BulkResponse::new(crate::job_support(&server.config, &queue))))
         }
+        (&Method::GET, FILES_COLLECTIONS_RETRIEVE_PRODUCTS) => {
+            Ok(ok_json(&BulkResponse::new(crate::storage::fs_support(&server.config))))
+        }
+        (m, s) if (m == Method::POST || m == Method::DELETE) && FILES_USER_CALLS.contains(&s) => {
+            let username = call.username.ok_or_else(|| ApiError::bad_request("This call needs a ucloud-username header"))?;
+            forward_audited(server, &username, &parts, &suffix, body).await
+        }
         (&Method::GET, s) if s == FILES_COLLECTIONS_RETRIEVE_PRODUCTS || OTHER_RETRIEVE_PRODUCTS.contains(&s) => {
             Ok(ok_json(&BulkResponse::<Empty>::new(Vec::new())))
         }
@@ -110,6 +117,27 @@ async fn handle(server: &Arc<Server>, request: Request) -> Result<Response, ApiE
     }
 }
 
+/// Forwards a user call to the user's instance and audits it (files: the ids are the paths).
+async fn forward_audited(
+    server: &Arc<Server>,
+    username: &str,
+    parts: &axum::http::request::Parts,
+    suffix: &str,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = resolve(server, username)?;
+    let ids = crate::audit::item_ids(&body);
+    let answer = forward(server, &user, &parts.method, &parts.uri, &parts.headers, body).await;
+    let status = match &answer {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.status.as_u16(),
+    };
+    let action = format!("{} {suffix}", parts.method);
+    let outcome = status.to_string();
+    server.audit.record(&Event { ucloud_user: username, unix_user: Some(&user.unix_user), action: &action, ids: &ids, outcome: &outcome });
+    answer
+}
+
 fn resolve(server: &Server, username: &str) -> Result<LocalUser, ApiError> {
     server.users.resolve(username).map_err(|refusal| {
         tracing::info!(username, "refused: {refusal}");
@@ -130,6 +158,7 @@ pub async fn start_instance(server: &Arc<Server>, uid: u32, unix_user: &str) -> 
         slurm: server.config.slurm.clone(),
         job_root: server.config.server.job_root.clone(),
         many_to_one: server.config.users.mode == config::UserMode::ManyToOne,
+        storage: server.config.storage.clone(),
     };
     server
         .instances

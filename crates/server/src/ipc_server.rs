@@ -184,6 +184,7 @@ pub async fn handle(server: &Arc<Server>, peer: PeerCred, request: Request) -> R
                 Ok(uid) => match store.map_user(&ucloud_user, &unix_user, uid) {
                     Ok(()) => {
                         tracing::info!(ucloud_user, unix_user, uid, by = peer.uid, "user mapped");
+                        crate::storage::register_soon(server.clone(), ucloud_user.clone());
                         Response::Ok
                     }
                     Err(e) => internal(e),

@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod outbox;
 mod products;
 pub mod queue_status;
+pub mod storage;
 pub mod users;
 
 use std::path::Path;

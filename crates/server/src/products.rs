@@ -68,12 +68,15 @@ pub fn job_support(config: &Config, queue: &HashMap<String, slurm::QueueStatus>)
 
 /// Registers the products with the Core, retrying with backoff while the Core is unreachable.
 pub async fn register_until_done(server: Arc<Server>) {
-    let products = products_v2(&server.config);
+    let mut products = products_v2(&server.config);
+    products.extend(crate::storage::products_v2(&server.config));
     let mut delay = Duration::from_millis(500);
     loop {
         match server.core.register_products(&products).await {
             Ok(()) => {
                 tracing::info!(count = products.len(), "products registered with UCloud/Core");
+                // Drives need their products to exist in the Core first.
+                crate::storage::register_all_mapped(&server);
                 return;
             }
             Err(e) => {

@@ -33,6 +33,7 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route(core_paths::APPROVE_CONNECTION, post(approve_connection))
         .route(core_paths::CLEAR_CONNECTION, post(clear_connection))
         .merge(control::router())
+        .merge(crate::drives::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             sim.clone(),
@@ -72,7 +73,7 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
 }
 
 /// A caller whose bearer does not verify as this provider's token is a guest to the Core: 403.
-fn authorize(sim: &Sim, headers: &HeaderMap) -> Result<auth::Claims, Response> {
+pub(crate) fn authorize(sim: &Sim, headers: &HeaderMap) -> Result<auth::Claims, Response> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());

@@ -8,6 +8,7 @@
 
 mod control;
 mod core_api;
+mod drives;
 mod job_ops;
 mod jobs;
 mod provider_calls;
@@ -65,6 +66,7 @@ pub(crate) struct Inner {
     pub unavailable: AtomicBool,
     pub jobs: Mutex<jobs::JobTable>,
     pub products: Mutex<Vec<ProductV2>>,
+    pub drives: Mutex<drives::DriveTable>,
     pub refresh_count: AtomicU64,
     /// Users the Core counts as connected to this provider (`approveConnection` / `clearConnection`).
     pub connections: Mutex<std::collections::BTreeSet<String>>,
@@ -102,6 +104,7 @@ impl Sim {
             unavailable: AtomicBool::new(false),
             jobs: Mutex::new(jobs::JobTable::new(base)),
             products: Mutex::new(Vec::new()),
+            drives: Mutex::new(Default::default()),
             refresh_count: AtomicU64::new(0),
             connections: Mutex::new(Default::default()),
             service_token: tokio::sync::Mutex::new(None),

@@ -71,6 +71,8 @@ pub struct Options {
     pub users: String,
     /// `server.max_instances` (20 if unset).
     pub max_instances: Option<u16>,
+    /// TOML appended at the end (whole sections, e.g. `[storage.home]`).
+    pub extra: String,
     /// Put `ucim ingress` (TLS, with a CA made for the test) in front: the sim then calls the ingress.
     pub ingress: Option<IngressOptions>,
 }
@@ -164,7 +166,10 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
 
 [users]
 {users}
+
+{extra}
 "#,
+            extra = options.extra,
             ucim = ucim(),
             max_instances = options.max_instances.unwrap_or(20),
             server_extra = options.server,
