@@ -22,6 +22,13 @@ pub struct InstanceSetup {
     /// Many UCloud users share this uid: the instance must check every job's owner itself.
     #[serde(default)]
     pub many_to_one: bool,
+    /// Hex HMAC key this uid's transfer tokens are signed with (derived from the server's secret, so it
+    /// is the same after restarts and differs per uid).
+    #[serde(default)]
+    pub transfer_key: String,
+    /// Where browsers reach upload/download endpoints: `server.public_url` (the ingress), without `/`.
+    #[serde(default)]
+    pub transfer_base_url: String,
 }
 
 /// Written by the server on the instance's stdin at launch: where to connect and the one-time nonce that

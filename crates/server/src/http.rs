@@ -130,6 +130,8 @@ pub async fn start_instance(server: &Arc<Server>, uid: u32, unix_user: &str) -> 
         slurm: server.config.slurm.clone(),
         job_root: server.config.server.job_root.clone(),
         many_to_one: server.config.users.mode == config::UserMode::ManyToOne,
+        transfer_key: transfer::token::TokenKey::derive(&server.transfer_secret, uid).to_hex(),
+        transfer_base_url: server.config.server.public_url.clone().unwrap_or_else(|| format!("http://{}", server.config.server.listen)),
     };
     server
         .instances

@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod outbox;
 mod products;
 pub mod queue_status;
+mod transfer_secret;
 pub mod users;
 
 use std::path::Path;
@@ -43,6 +44,8 @@ pub struct Server {
     pub outbox_wake: Arc<Notify>,
     pub core: Arc<core_client::CoreClient>,
     pub proxy: reqwest::Client,
+    /// Per-uid transfer-token keys are derived from it (`transfer_secret.rs`).
+    pub transfer_secret: Vec<u8>,
 }
 
 /// Reads everything the server needs from `config` and the files it names; fails before doing anything
@@ -87,6 +90,8 @@ pub fn build(config: Config) -> anyhow::Result<(Arc<Server>, tokio::sync::mpsc::
             audit::Audit::disabled()
         }
     };
+    let secret_path = transfer_secret::path_for(&config.server.database);
+    let transfer_secret = transfer_secret::load_or_create(&secret_path)?;
     let proxy = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -105,6 +110,7 @@ pub fn build(config: Config) -> anyhow::Result<(Arc<Server>, tokio::sync::mpsc::
         outbox_wake,
         core,
         proxy,
+        transfer_secret,
     }), crashes))
 }
 
