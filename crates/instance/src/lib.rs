@@ -3,6 +3,7 @@
 //! verifies every Core token itself and serves only the UCloud users the server says map to its uid.
 
 mod jobs;
+pub mod transfers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -134,6 +135,7 @@ pub fn router(instance: Arc<Instance>) -> Router {
     Router::new()
         .route(&p(protocol::provider::JOBS_CREATE), post(create))
         .route(&p(protocol::provider::JOBS_TERMINATE), post(terminate))
+        .merge(transfers::transfer_routes())
         .with_state(instance)
 }
 

@@ -29,6 +29,9 @@ pub struct InstanceSetup {
     /// Where browsers reach upload/download endpoints: `server.public_url` (the ingress), without `/`.
     #[serde(default)]
     pub transfer_base_url: String,
+    /// `[storage.*]`: where drives are (the instance maps a Drive to its folder with `files::drives`).
+    #[serde(default)]
+    pub storage: BTreeMap<String, config::StorageProduct>,
 }
 
 /// Written by the server on the instance's stdin at launch: where to connect and the one-time nonce that

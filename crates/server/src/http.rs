@@ -80,7 +80,7 @@ async fn handle(server: &Arc<Server>, request: Request) -> Result<Response, ApiE
             start_instance(server, user.uid, &user.unix_user).await?;
             Ok(ok_json(&Empty {}))
         }
-        (&Method::POST, JOBS_CREATE | JOBS_TERMINATE) => {
+        (&Method::POST, JOBS_CREATE | JOBS_TERMINATE | FILES_UPLOAD | FILES_DOWNLOAD) => {
             let username = call.username.ok_or_else(|| ApiError::bad_request("This call needs a ucloud-username header"))?;
             let user = resolve(server, &username)?;
             let ids = crate::audit::item_ids(&body);
@@ -132,6 +132,7 @@ pub async fn start_instance(server: &Arc<Server>, uid: u32, unix_user: &str) -> 
         many_to_one: server.config.users.mode == config::UserMode::ManyToOne,
         transfer_key: transfer::token::TokenKey::derive(&server.transfer_secret, uid).to_hex(),
         transfer_base_url: server.config.server.public_url.clone().unwrap_or_else(|| format!("http://{}", server.config.server.listen)),
+        storage: server.config.storage.clone(),
     };
     server
         .instances

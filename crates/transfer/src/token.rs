@@ -39,10 +39,14 @@ pub struct Claims {
     /// The UCloud drive id.
     #[serde(rename = "d")]
     pub drive: String,
-    /// The drive's root directory on this system.
+    /// The trusted part of the drive's root (from configuration, resolved normally).
     #[serde(rename = "r")]
     pub root: String,
-    /// Relative to `root`; the final name (conflicts were resolved when the token was made).
+    /// The rest of the drive root beneath `root` (filled from UCloud names, resolved beneath `root`
+    /// without following symlinks, like `path`).
+    #[serde(rename = "s", default, skip_serializing_if = "String::is_empty")]
+    pub sub: String,
+    /// Relative to the drive root; the final name (conflicts were resolved when the token was made).
     #[serde(rename = "p")]
     pub path: String,
     /// Upload only: `FILE` or `FOLDER`.
@@ -152,6 +156,7 @@ mod tests {
             user: "alice#1".into(),
             drive: "12".into(),
             root: "/home/alice".into(),
+            sub: String::new(),
             path: "data/x.bin".into(),
             upload_type: Some("FILE".into()),
             policy: Some("RENAME".into()),

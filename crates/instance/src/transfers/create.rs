@@ -11,8 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine;
 use files::beneath::{FsError, Kind, RelPath, Root};
+use files::drives::{Caller, Drives};
 use http_api::{ok_json, parse_json, ApiError};
-use protocol::files::{ConflictPolicy, CreateDownloadItem, CreateDownloadResponse, CreateUploadItem, CreateUploadResponse, Drive};
+use protocol::{ConflictPolicy, CreateDownloadItem, CreateDownloadResponse, CreateUploadItem, CreateUploadResponse, Drive};
 use protocol::{BulkRequest, BulkResponse};
 use rand::RngCore;
 use transfer::token::{Claims, Kind as TokenKind, DOWNLOAD_LIFETIME_SECS, UPLOAD_LIFETIME_SECS};
@@ -24,18 +25,32 @@ fn api(e: FsError) -> ApiError {
     ApiError::new(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.why())
 }
 
-/// The drive root and the path beneath it for a UCloud path `/<driveId>/rel` in `drive`.
-fn locate(me: &Instance, drive: &Drive, id: &str) -> Result<(String, Root, RelPath), ApiError> {
-    let (drive_id, rest) = protocol::files::split_ucloud_path(id)
+/// The drive's root (opened), its trusted prefix and the rest beneath it (for the token), and the path
+/// beneath the root, for a UCloud path `/<driveId>/rel` in `drive`. `files::drives` refuses drives that
+/// are not ours or not the caller's.
+fn locate(me: &Instance, user: &str, drive: &Drive, id: &str) -> Result<(Location, Root, RelPath), ApiError> {
+    let (drive_id, rest) = protocol::split_ucloud_path(id)
         .ok_or_else(|| ApiError::bad_request(format!("Not a UCloud file path: {id}")))?;
     if drive_id != drive.id {
         return Err(ApiError::bad_request(format!("{id} is not in drive {}", drive.id)));
     }
-    let root_path = me.drive_root(drive)?;
     let rel = RelPath::parse(rest).map_err(api)?;
-    let root = Root::open(&root_path, format!("/{}", drive.id)).map_err(api)?;
-    let root_text = root_path.to_str().ok_or_else(|| ApiError::internal("drive root", "not UTF-8"))?.to_string();
-    Ok((root_text, root, rel))
+    let drives = Drives::new(&me.setup.provider_id, &me.setup.storage);
+    let local = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .ok_or_else(|| ApiError::internal("drives", "this instance's uid has no passwd entry"))?;
+    let caller = Caller { ucloud_user: user, local_user: &local };
+    let loc = drives.locate(drive, caller).map_err(api)?;
+    let root = drives.open(drive, caller).map_err(api)?;
+    let prefix = loc.prefix.to_str().ok_or_else(|| ApiError::internal("drive root", "not UTF-8"))?.to_string();
+    Ok((Location { prefix, sub: loc.rest.as_str().to_string() }, root, rel))
+}
+
+struct Location {
+    prefix: String,
+    sub: String,
 }
 
 fn nonce() -> String {
@@ -91,7 +106,7 @@ fn upload_one(me: &Instance, user: &str, item: &CreateUploadItem) -> Result<Crea
         "FOLDER" => true,
         other => return Err(ApiError::bad_request(format!("Unknown upload type {other:?}"))),
     };
-    let (root_text, root, rel) = locate(me, &item.resolved_collection, &item.id)?;
+    let (loc, root, rel) = locate(me, user, &item.resolved_collection, &item.id)?;
     if rel.is_root() {
         return Err(ApiError::bad_request("Cannot upload onto the drive itself"));
     }
@@ -140,7 +155,8 @@ fn upload_one(me: &Instance, user: &str, item: &CreateUploadItem) -> Result<Crea
         kind: TokenKind::Upload,
         user: user.to_string(),
         drive: item.resolved_collection.id.clone(),
-        root: root_text,
+        root: loc.prefix,
+        sub: loc.sub,
         path: target.as_str().to_string(),
         upload_type: Some(item.kind.clone()),
         policy: Some(format!("{:?}", item.conflict_policy)),
@@ -158,7 +174,7 @@ fn upload_one(me: &Instance, user: &str, item: &CreateUploadItem) -> Result<Crea
 
 fn download_one(me: &Instance, user: &str, item: &CreateDownloadItem) -> Result<CreateDownloadResponse, ApiError> {
     let key = me.transfer_key().ok_or_else(|| ApiError::internal("transfers", "no transfer key from the server"))?;
-    let (root_text, root, rel) = locate(me, &item.resolved_collection, &item.id)?;
+    let (loc, root, rel) = locate(me, user, &item.resolved_collection, &item.id)?;
     let st = root.lstat(&rel).map_err(api)?;
     match st.kind {
         Kind::File => drop(root.open_read(&rel).map_err(api)?),
@@ -169,7 +185,8 @@ fn download_one(me: &Instance, user: &str, item: &CreateDownloadItem) -> Result<
         kind: TokenKind::Download,
         user: user.to_string(),
         drive: item.resolved_collection.id.clone(),
-        root: root_text,
+        root: loc.prefix,
+        sub: loc.sub,
         path: rel.as_str().to_string(),
         upload_type: None,
         policy: None,

@@ -16,9 +16,9 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, options, post};
+use axum::routing::{get, post};
 use axum::Router;
-use files::beneath::{FsError, Root};
+use files::beneath::{FsError, RelPath, Root};
 use transfer::token::{Claims, Kind, TokenKey};
 
 pub use create::{create_download, create_upload};
@@ -89,7 +89,12 @@ fn verify(me: &Instance, provider: &str, token: Option<&str>, kind: Kind) -> Res
         tracing::warn!("refused a {kind:?} token: {e}");
         unknown()
     })?;
-    let root = Root::open(Path::new(&claims.root), format!("/{}", claims.drive)).map_err(fs_error)?;
+    let label = format!("/{}", claims.drive);
+    let mut root = Root::open(Path::new(&claims.root), label.clone()).map_err(fs_error)?;
+    if !claims.sub.is_empty() {
+        let sub = RelPath::parse(&claims.sub).map_err(fs_error)?;
+        root = root.open_sub(&sub, label).map_err(fs_error)?;
+    }
     Ok((claims, session, root))
 }
 
@@ -103,7 +108,7 @@ async fn upload_socket(
         Ok(v) => v,
         Err(e) => return refusal(e),
     };
-    tracing::info!(user = claims.user, path = %root.ucloud_path(&files::beneath::RelPath::parse(&claims.path).unwrap_or_default()), "upload session");
+    tracing::info!(user = claims.user, path = %root.ucloud_path(&RelPath::parse(&claims.path).unwrap_or_default()), "upload session");
     ws.max_message_size(upload::MAX_MESSAGE)
         .max_frame_size(upload::MAX_MESSAGE)
         .on_upgrade(move |socket| upload::run_session(socket, root, claims, session, Default::default()))
@@ -141,7 +146,7 @@ async fn download(
         Ok(v) => v,
         Err(e) => return refusal(e),
     };
-    let rel = match files::beneath::RelPath::parse(&claims.path) {
+    let rel = match RelPath::parse(&claims.path) {
         Ok(r) => r,
         Err(e) => return refusal(fs_error(e)),
     };
