@@ -45,4 +45,4 @@ sleep 1
 
 echo "ucim build: $PROFILE; nginx $(nginx -v 2>&1 | sed 's/.*\///'), sendfile on"
 UCIM_E2E=1 UCIM_BIN="$UCIM_BIN" UCIM_BENCH_NGINX="http://127.0.0.1:$PORT" UCIM_BENCH_DIR="$DIR" \
-    cargo bench -q -p e2e --bench transfers
+    cargo bench -q --profile "$PROFILE" -p e2e --bench transfers

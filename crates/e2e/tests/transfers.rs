@@ -293,7 +293,8 @@ async fn folder_upload_resumes_and_downloads_match() {
             .send()
     };
     let final_path = target.join("chunked.bin");
-    assert_eq!(post(0, &data[..4000]).await.unwrap().status(), 200);
+    let first = post(0, &data[..4000]).await.unwrap();
+    assert_eq!(first.status(), 200, "{:?}", first.text().await);
     assert_eq!(post(0, &data[..4000]).await.unwrap().status(), 200, "a repeated chunk is accepted");
     assert_eq!(post(6000, &data[6000..]).await.unwrap().status(), 409, "a gap is refused");
     assert!(!final_path.exists(), "nothing under the real name before the last byte");

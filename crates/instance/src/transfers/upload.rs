@@ -186,7 +186,8 @@ pub fn chunked(root: &Root, claims: &Claims, session_id: &[u8], headers: &Header
     let target = RelPath::parse(&claims.path).map_err(fs_error)?;
     let (dir, name) = root.parent(&target).map_err(fs_error)?;
     let temp = transfer::relpath::temp_name(session_id, target.as_str());
-    let opened = dir.create_file(&temp, WriteOptions { create_new: false, create: false, truncate: false, mode: 0o666 });
+    // openat2 refuses a mode without O_CREAT (EINVAL): mode 0 here.
+    let opened = dir.create_file(&temp, WriteOptions { create_new: false, create: false, truncate: false, mode: 0 });
     let file = match opened {
         Ok(f) => f,
         Err(FsError::NotFound(_)) => {
