@@ -4,6 +4,8 @@
 
 pub mod beneath;
 pub mod drives;
+pub mod ops;
+pub mod tree;
 
 #[cfg(test)]
 mod testdir;
