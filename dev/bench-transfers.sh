@@ -22,6 +22,7 @@ mkdir -p "$DIR/up" "$DIR/tmp" && chmod 0755 "$DIR" && chown www-data "$DIR/up" "
 [ "$(stat -c %s "$DIR/big.bin" 2>/dev/null || echo 0)" = 1073741824 ] || head -c 1073741824 /dev/urandom > "$DIR/big.bin"
 chmod 0644 "$DIR/big.bin"
 cat > "$DIR/nginx.conf" <<CONF
+user www-data;
 worker_processes 2;
 pid $DIR/nginx.pid;
 error_log $DIR/nginx-error.log;
