@@ -5,6 +5,7 @@
 mod files_api;
 mod files_search;
 mod jobs;
+pub mod transfers;
 
 pub use files_api::files_routes;
 
@@ -143,6 +144,7 @@ pub fn router(instance: Arc<Instance>) -> Router {
     Router::new()
         .route(&p(protocol::provider::JOBS_CREATE), post(create))
         .route(&p(protocol::provider::JOBS_TERMINATE), post(terminate))
+        .merge(transfers::transfer_routes())
         .with_state(instance.clone())
         .merge(files_routes(instance))
 }

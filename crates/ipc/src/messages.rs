@@ -22,7 +22,14 @@ pub struct InstanceSetup {
     /// Many UCloud users share this uid: the instance must check every job's owner itself.
     #[serde(default)]
     pub many_to_one: bool,
-    /// Storage products (drives) the instance serves files from.
+    /// Hex HMAC key this uid's transfer tokens are signed with (derived from the server's secret, so it
+    /// is the same after restarts and differs per uid).
+    #[serde(default)]
+    pub transfer_key: String,
+    /// Where browsers reach upload/download endpoints: `server.public_url` (the ingress), without `/`.
+    #[serde(default)]
+    pub transfer_base_url: String,
+    /// `[storage.*]`: where drives are (the instance maps a Drive to its folder with `files::drives`).
     #[serde(default)]
     pub storage: BTreeMap<String, config::StorageProduct>,
 }

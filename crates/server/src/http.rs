@@ -89,17 +89,7 @@ async fn handle(server: &Arc<Server>, request: Request) -> Result<Response, ApiE
         }
         (&Method::POST, JOBS_CREATE | JOBS_TERMINATE) => {
             let username = call.username.ok_or_else(|| ApiError::bad_request("This call needs a ucloud-username header"))?;
-            let user = resolve(server, &username)?;
-            let ids = crate::audit::item_ids(&body);
-            let answer = forward(server, &user, &parts.method, &parts.uri, &parts.headers, body).await;
-            let status = match &answer {
-                Ok(r) => r.status().as_u16(),
-                Err(e) => e.status.as_u16(),
-            };
-            let action = format!("{} {suffix}", parts.method);
-            let outcome = status.to_string();
-            server.audit.record(&Event { ucloud_user: &username, unix_user: Some(&user.unix_user), action: &action, ids: &ids, outcome: &outcome });
-            answer
+            forward_audited(server, &username, &parts, &suffix, body).await
         }
         (&Method::POST, s) if job_control::Action::from_suffix(s).is_some() => {
             let username = call.username.ok_or_else(|| ApiError::bad_request("This call needs a ucloud-username header"))?;
@@ -158,6 +148,8 @@ pub async fn start_instance(server: &Arc<Server>, uid: u32, unix_user: &str) -> 
         slurm: server.config.slurm.clone(),
         job_root: server.config.server.job_root.clone(),
         many_to_one: server.config.users.mode == config::UserMode::ManyToOne,
+        transfer_key: transfer::token::TokenKey::derive(&server.transfer_secret, uid).to_hex(),
+        transfer_base_url: server.config.server.public_url.clone().unwrap_or_else(|| format!("http://{}", server.config.server.listen)),
         storage: server.config.storage.clone(),
     };
     server

@@ -16,6 +16,7 @@ pub mod outbox;
 mod products;
 pub mod queue_status;
 pub mod storage;
+mod transfer_secret;
 pub mod users;
 
 use std::path::Path;
@@ -44,6 +45,8 @@ pub struct Server {
     pub outbox_wake: Arc<Notify>,
     pub core: Arc<core_client::CoreClient>,
     pub proxy: reqwest::Client,
+    /// Per-uid transfer-token keys are derived from it (`transfer_secret.rs`).
+    pub transfer_secret: Vec<u8>,
 }
 
 /// Reads everything the server needs from `config` and the files it names; fails before doing anything
@@ -88,6 +91,8 @@ pub fn build(config: Config) -> anyhow::Result<(Arc<Server>, tokio::sync::mpsc::
             audit::Audit::disabled()
         }
     };
+    let secret_path = transfer_secret::path_for(&config.server.database);
+    let transfer_secret = transfer_secret::load_or_create(&secret_path)?;
     let proxy = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -106,6 +111,7 @@ pub fn build(config: Config) -> anyhow::Result<(Arc<Server>, tokio::sync::mpsc::
         outbox_wake,
         core,
         proxy,
+        transfer_secret,
     }), crashes))
 }
 

@@ -174,6 +174,7 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
             max_instances = options.max_instances.unwrap_or(20),
             server_extra = options.server,
             users = options.users,
+            extra = options.extra,
             sim_url = sim.url(),
             dir = dir.display(),
             socket = socket.display(),
@@ -319,6 +320,14 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
     /// Runs `ucim ARGS` as `user`.
     pub fn ucim_as(&self, user: &str, args: &[&str]) -> Output {
         Command::new("runuser").args(["-u", user, "--", &ucim()]).args(args).output().unwrap()
+    }
+
+    /// The loopback port of `unix_user`'s running instance (browser endpoints are served there; in
+    /// production the ingress forwards to it).
+    pub fn instance_port(&self, unix_user: &str) -> Option<u16> {
+        let out = self.admin(&["--json", "instances"]);
+        let list: Value = serde_json::from_slice(&out.stdout).ok()?;
+        list.as_array()?.iter().find(|i| i["unix_user"] == unix_user)?["port"].as_u64().map(|p| p as u16)
     }
 
     pub fn map(&self, ucloud_user: &str, unix_user: &str) {
