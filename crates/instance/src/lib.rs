@@ -2,7 +2,9 @@
 //! one sudo rule), so the kernel and Slurm enforce that user's permissions on everything it does. It
 //! verifies every Core token itself and serves only the UCloud users the server says map to its uid.
 
+mod drives;
 mod jobs;
+mod script;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

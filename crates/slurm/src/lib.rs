@@ -1,4 +1,4 @@
-//! Slurm: batch scripts, sbatch/squeue/sacct/scancel with timeouts, output parsing, the batched watcher and
+//! Slurm: batch scripts and command-line templates, sbatch/squeue/sacct/scancel with timeouts, output parsing, the batched watcher and
 //! its pacing; scontrol operations on one job (time limit, suspend/resume, `show job`); partition load for
 //! a queue status; Slurm's reason codes and end states in words for users.
 //!
@@ -17,6 +17,7 @@ mod parse;
 mod queue;
 mod script;
 mod state;
+mod template;
 pub mod watch;
 mod words;
 
@@ -37,4 +38,5 @@ pub use queue::{
 };
 pub use script::{render_script, shell_quote, valid_env_name, ScriptError, ScriptSpec};
 pub use state::{ExitStatus, SlurmState};
+pub use template::{check_template, render_template, TemplateError, TemplateValue};
 pub use words::{end_message, format_minutes, pending_reason_text};
