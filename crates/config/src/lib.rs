@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod storage;
 mod users;
+pub use storage::{DriveKind, StorageProduct, PLACEHOLDERS};
 pub use users::{UserMode, UsersConfig};
 
 pub const DEFAULT_PATH: &str = "/etc/ucim/config.toml";
@@ -29,6 +31,9 @@ pub struct Config {
     pub applications: BTreeMap<String, Application>,
     #[serde(default)]
     pub users: UsersConfig,
+    /// Storage products (drives), keyed by product name.
+    #[serde(default)]
+    pub storage: BTreeMap<String, StorageProduct>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -357,7 +362,8 @@ impl Config {
         if self.server.instance_idle_secs != 0 && self.server.instance_idle_secs < 2 {
             return bad("server.instance_idle_secs", "must be 0 (never stop) or at least 2");
         }
-        self.users.validate(self.server.public_url.as_deref())
+        self.users.validate(self.server.public_url.as_deref())?;
+        storage::validate(&self.storage, self.users.mode)
     }
 }
 

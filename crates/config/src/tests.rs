@@ -165,3 +165,30 @@ OMP_PROC_BIND = "close""##,
         assert_eq!(e.key, key, "{to}: {e}");
     }
 }
+
+#[test]
+fn storage_products_parse_and_validate() {
+    let with = |extra: &str| parse(&format!("{GOOD}\n{extra}"));
+    let c = with("[storage.home]\nkind = \"home\"\npath = \"/home/{localUser}\"\n[storage.projects]\nkind = \"project\"\npath = \"/work/projects/{project}\"\n").unwrap();
+    assert_eq!(c.storage["home"].kind, DriveKind::Home);
+    assert_eq!(c.storage["home"].category_name("home"), "home");
+    assert_eq!(c.storage["projects"].kind.id_prefix(), "p-");
+    let err = |extra: &str| with(extra).unwrap_err();
+    assert_eq!(err("[storage.h]\nkind = \"home\"\npath = \"home/{localUser}\"\n").key, "storage.h.path");
+    assert_eq!(err("[storage.h]\nkind = \"home\"\npath = \"/home/../{localUser}\"\n").key, "storage.h.path");
+    assert_eq!(err("[storage.h]\nkind = \"home\"\npath = \"/home/x{localUser}\"\n").key, "storage.h.path");
+    assert_eq!(err("[storage.h]\nkind = \"home\"\npath = \"/home/all\"\n").key, "storage.h.path");
+    assert_eq!(err("[storage.p]\nkind = \"project\"\npath = \"/work/{localUser}\"\n").key, "storage.p.path");
+    let twice = "[storage.a]\nkind = \"home\"\npath = \"/a/{localUser}\"\n[storage.b]\nkind = \"home\"\npath = \"/b/{localUser}\"\n";
+    assert_eq!(err(twice).key, "storage.b.kind");
+}
+
+#[test]
+fn many_to_one_homes_must_be_per_ucloud_user() {
+    let base = GOOD.replace("[users.map]\n\"alice#1234\" = \"alice\"\n", "[users]\nmode = \"many-to-one\"\nshared_user = \"ucimshared\"\n");
+    let with = |extra: &str| parse(&format!("{base}\n{extra}"));
+    let e = with("[storage.home]\nkind = \"home\"\npath = \"/home/{localUser}\"\n").unwrap_err();
+    assert_eq!(e.key, "storage.home.path");
+    assert!(e.problem.contains("{ucloudUser}"), "{e}");
+    assert!(with("[storage.home]\nkind = \"home\"\npath = \"/home/{localUser}/ucloud/{ucloudUser}\"\n").is_ok());
+}

@@ -2,11 +2,15 @@
 //! refused before anything reaches Slurm.
 //!
 //! `jobs.create` carries only the path, not the Drive (§4.2), so the drive id alone must name a root.
-//! Until the instance knows the user's drives by id, every drive id resolves to the user's home drive
-//! (the home locator: the passwd home of the instance's own uid): a path can never leave the home, and
-//! the kernel still checks every access as the user when the job runs.
+//! Until the instance knows the user's drives by id (the Drive objects `files::drives::Drives::locate`
+//! takes come with file calls, not with jobs), every drive id resolves to the user's home drive (the home
+//! locator: the passwd home of the instance's own uid): a path can never leave the home, and the kernel
+//! still checks every access as the user when the job runs. NOTE: project and scratch drives are not yet
+//! resolvable for jobs; that needs the server's driveId → Drive table.
 
 use std::path::{Path, PathBuf};
+
+use files::beneath::{FsError, Kind, RelPath, Root};
 
 use crate::Instance;
 
@@ -14,35 +18,24 @@ pub fn resolve(me: &Instance, ucloud_path: &str) -> Result<PathBuf, String> {
     resolve_under(&me.home, ucloud_path)
 }
 
-/// `ucloud_path` resolved beneath `root`: no `..`, `.` or empty components, no NUL, no symlink leading
-/// out of the root, and it must exist (input files and folders).
+/// `ucloud_path` resolved beneath `root` by the kernel (`files::beneath`: openat2 with RESOLVE_BENEATH and
+/// no symlinks in any component): no `..`, `.` or empty parts, no NUL, no symlink at all, and it must
+/// exist (input files and folders) as a file or folder.
 pub fn resolve_under(root: &Path, ucloud_path: &str) -> Result<PathBuf, String> {
-    let rest = ucloud_path.strip_prefix('/').ok_or("the path must start with /<drive id>/")?;
-    let (drive, rel) = rest.split_once('/').unwrap_or((rest, ""));
-    if drive.is_empty() || drive.len() > 32 || !drive.bytes().all(|b| b.is_ascii_digit()) {
+    let (drive, rel) = protocol::split_ucloud_path(ucloud_path).ok_or("the path must start with /<drive id>/")?;
+    if drive.len() > 32 || !drive.bytes().all(|b| b.is_ascii_digit()) {
         return Err("the path does not start with a drive id".into());
     }
-    if ucloud_path.contains('\0') || ucloud_path.len() > 4096 {
-        return Err("the path is malformed".into());
-    }
-    let rel = rel.trim_end_matches('/');
-    let mut local = root.to_path_buf();
-    for part in rel.split('/').filter(|_| !rel.is_empty()) {
-        if part.is_empty() || part == "." || part == ".." {
-            return Err("the path must not contain '..', '.' or empty parts".into());
-        }
-        local.push(part);
-    }
-    let real_root = root.canonicalize().map_err(|e| format!("the drive is not available: {e}"))?;
-    let real = local.canonicalize().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file or folder".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        _ => format!("cannot be used: {e}"),
+    let rel = RelPath::parse(rel).map_err(|e| format!("the path is not allowed: {}", e.why()))?;
+    let dir = Root::open(root, format!("/{drive}")).map_err(|e| format!("the drive is not available: {}", e.why()))?;
+    let stat = dir.lstat(&rel).map_err(|e| match e {
+        FsError::NotFound(_) => "no such file or folder".to_string(),
+        e => format!("the path cannot be used: {}", e.why()),
     })?;
-    if !real.starts_with(&real_root) {
-        return Err("the path leads outside the drive".into());
+    if !matches!(stat.kind, Kind::File | Kind::Dir) {
+        return Err("the path is not a file or folder (symbolic links are not followed)".into());
     }
-    Ok(real)
+    Ok(root.join(rel.as_str()))
 }
 
 #[cfg(test)]
@@ -58,22 +51,22 @@ mod tests {
         std::fs::write(dir.join("secret"), "s").unwrap();
         std::os::unix::fs::symlink(dir.join("secret"), root.join("escape")).unwrap();
         std::os::unix::fs::symlink("data/in.csv", root.join("inside-link")).unwrap();
-        let real = root.canonicalize().unwrap();
 
-        assert_eq!(resolve_under(&root, "/12/data/in.csv").unwrap(), real.join("data/in.csv"));
-        assert_eq!(resolve_under(&root, "/12/data/").unwrap(), real.join("data"));
-        assert_eq!(resolve_under(&root, "/12").unwrap(), real);
-        assert_eq!(resolve_under(&root, "/12/inside-link").unwrap(), real.join("data/in.csv"));
+        assert_eq!(resolve_under(&root, "/12/data/in.csv").unwrap(), root.join("data/in.csv"));
+        assert_eq!(resolve_under(&root, "/12/data/").unwrap(), root.join("data"));
+        assert_eq!(resolve_under(&root, "/12").unwrap(), root.join(""));
         for (bad, why) in [
-            ("/12/../secret", "'..'"),
-            ("/12/data/../../secret", "'..'"),
-            ("/12/escape", "outside the drive"),
+            ("/12/../secret", "not allowed"),
+            ("/12/data/../../secret", "not allowed"),
+            ("/12/escape", "symbolic links"),
+            ("/12/inside-link", "symbolic links"),
+            ("/12/escape/x", "cannot be used"),
             ("/12/missing", "no such file"),
             ("12/data", "must start with"),
             ("/x/data", "drive id"),
-            ("//data", "drive id"),
-            ("/12/a//b", "empty parts"),
-            ("/12/a\0b", "malformed"),
+            ("//data", "must start with"),
+            ("/12/a//b", "not allowed"),
+            ("/12/a\0b", "not allowed"),
         ] {
             let e = resolve_under(&root, bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");

@@ -34,6 +34,30 @@ pub mod provider {
     pub const JOBS_SUSPEND: &str = "/jobs/suspend";
     pub const JOBS_UNSUSPEND: &str = "/jobs/unsuspend";
     pub const FILES_COLLECTIONS_RETRIEVE_PRODUCTS: &str = "/files/collections/retrieveProducts";
+    pub const FILES_BROWSE: &str = "/files/browse";
+    pub const FILES_RETRIEVE: &str = "/files/retrieve";
+    pub const FILES_FOLDER: &str = "/files/folder";
+    pub const FILES_MOVE: &str = "/files/move";
+    pub const FILES_COPY: &str = "/files/copy";
+    pub const FILES_TRASH: &str = "/files/trash";
+    pub const FILES_EMPTY_TRASH: &str = "/files/emptyTrash";
+    /// `DELETE` = `files.delete`; `GET` with Upgrade = streaming search (WebSocket, `usernameHint`).
+    pub const FILES: &str = "/files";
+    pub const FILES_UPLOAD: &str = "/files/upload";
+    pub const FILES_DOWNLOAD: &str = "/files/download";
+    /// Every `files.*` call a user makes (forwarded to the user's instance).
+    pub const FILES_USER_CALLS: &[&str] = &[
+        FILES_BROWSE,
+        FILES_RETRIEVE,
+        FILES_FOLDER,
+        FILES_MOVE,
+        FILES_COPY,
+        FILES_TRASH,
+        FILES_EMPTY_TRASH,
+        FILES,
+        FILES_UPLOAD,
+        FILES_DOWNLOAD,
+    ];
     /// Other product kinds a compute provider does not offer; answered with an empty bulk response.
     pub const OTHER_RETRIEVE_PRODUCTS: &[&str] = &[
         "/ingresses/retrieveProducts",
@@ -50,6 +74,9 @@ pub mod core {
     pub const JOBS_CONTROL_UPDATE: &str = "/api/jobs/control/update";
     pub const APPROVE_CONNECTION: &str = "/api/providers/integration/control/approveConnection";
     pub const CLEAR_CONNECTION: &str = "/api/providers/integration/control/clearConnection";
+    pub const DRIVES_REGISTER: &str = "/api/files/collections/control/register";
+    /// `GET ?id=…`
+    pub const DRIVES_RETRIEVE: &str = "/api/files/collections/control/retrieve";
 }
 
 /// `/ucloud/{providerId}` + `suffix`.

@@ -5,12 +5,14 @@
 //! because the Core sends large objects with many fields we do not use.
 
 pub mod calls;
+pub mod files;
 pub mod jobs;
 pub mod products;
 
 use serde::{Deserialize, Serialize};
 
 pub use calls::*;
+pub use files::*;
 pub use jobs::*;
 pub use products::*;
 
