@@ -12,6 +12,7 @@ mod error;
 #[cfg(test)]
 mod fake;
 mod job_info;
+mod listing;
 mod pace;
 mod parse;
 mod queue;
@@ -27,6 +28,7 @@ pub type SlurmJobId = u64;
 pub use client::{parse_sbatch, SlurmClient};
 pub use control::MAX_TIME_LIMIT_MINUTES;
 pub use error::SlurmError;
+pub use listing::{parse_listing, ListedJob, LISTING_FORMAT};
 pub use job_info::{parse_memory_mb, parse_show_job, parse_time_limit, JobInfo};
 pub use pace::{CycleOutcome, Pacer};
 pub use parse::{

@@ -66,6 +66,8 @@ pub struct Options {
     pub users: String,
     /// `server.max_instances` (20 if unset).
     pub max_instances: Option<u16>,
+    /// TOML lines added to `[slurm]`.
+    pub slurm: String,
 }
 
 impl Stack {
@@ -127,6 +129,7 @@ audit_log = "{dir}/db/audit.jsonl"
 
 [slurm]
 poll_interval_ms = 300
+{slurm_extra}
 
 [products.cpu-1]
 category = "cpu"
@@ -153,6 +156,7 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
             ucim = ucim(),
             max_instances = options.max_instances.unwrap_or(20),
             server_extra = options.server,
+            slurm_extra = options.slurm,
             users = options.users,
             sim_url = sim.url(),
             dir = dir.display(),
