@@ -74,9 +74,9 @@ async fn template_parameters_arrive_verbatim_and_execute_nothing() {
     assert!(!Path::new(MARKER).exists(), "a parameter value executed");
     // The newline + `#SBATCH` in the value is no directive: the job got the product's 1 GiB.
     let slurm_id = stack.slurm_id(&job);
-    let out = Command::new("sacct").args(["-X", "-n", "-P", "-j", &slurm_id.to_string(), "-o", "ReqMem"]).output().unwrap();
-    let req_mem = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(req_mem.starts_with("1G") || req_mem.starts_with("1024M"), "ReqMem {req_mem:?}");
+    let out = Command::new("sacct").args(["-X", "-n", "-P", "-j", &slurm_id.to_string(), "-o", "ReqTRES"]).output().unwrap();
+    let tres = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(tres.contains("mem=1G") || tres.contains("mem=1024M"), "ReqTRES {tres:?}");
 
     // Outside the drive: `..`, a symlink out of it, a path that is no UCloud path. Refused with 400 before
     // sbatch (the Core deletes the job; Slurm never sees one).

@@ -135,7 +135,9 @@ pub fn render_template(template: &str, params: &[(String, TemplateValue)]) -> Re
 /// strings quoted, sequences as one quoted word per item.
 fn word(value: &Value) -> Result<String, TemplateError> {
     match value.kind() {
-        ValueKind::Bool | ValueKind::Number => {
+        // minijinja prints booleans Python-style (`True`); the typed value is `true`/`false`, as exported.
+        ValueKind::Bool => Ok(value.is_true().to_string()),
+        ValueKind::Number => {
             let text = value.to_string();
             if text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+')) {
                 Ok(text)

@@ -17,6 +17,7 @@ fn values_become_single_words() {
     ];
     let out = render_template("python3 {{ script }} --n {{ n }} --rate={{ rate }}{% if verbose %} -v{% endif %}", &params).unwrap();
     assert_eq!(out, "python3 'run me.py' --n -42 --rate=0.5 -v");
+    assert_eq!(render_template("{{ verbose }} {{ not verbose }}", &params).unwrap(), "true false");
 }
 
 #[test]
