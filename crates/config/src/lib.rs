@@ -133,6 +133,9 @@ pub struct SlurmConfig {
     /// `sbatch --account`, if the site needs one.
     #[serde(default)]
     pub account: Option<String>,
+    /// Report jobs that connected users submit with plain `sbatch` to UCloud too (same poll, no extra call).
+    #[serde(default)]
+    pub outside_jobs: bool,
 }
 
 impl Default for SlurmConfig {
@@ -142,6 +145,7 @@ impl Default for SlurmConfig {
             poll_interval_ms: default_poll_ms(),
             command_timeout_ms: default_timeout_ms(),
             account: None,
+            outside_jobs: false,
         }
     }
 }
@@ -167,14 +171,39 @@ pub struct Product {
     pub price: i64,
     #[serde(default)]
     pub description: String,
+    /// `sbatch --qos`, if the site sells this machine type under a QoS.
+    #[serde(default)]
+    pub qos: Option<String>,
+    /// `sbatch --constraint` (node features), e.g. `"intel&ib"`.
+    #[serde(default)]
+    pub constraint: Option<String>,
+    /// Extra `#SBATCH --…` lines for every job on this product (e.g. `"#SBATCH --exclusive"`).
+    #[serde(default)]
+    pub sbatch: Vec<String>,
 }
 
-/// An application: a bash body run by the batch script. Each job parameter reaches it as the environment
-/// variable `UCLOUD_PARAM_<name>`, single-quoted, so values are data and never code.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// An application: how a job of it runs at this site. The batch script loads `modules`, exports
+/// `environment` and every job parameter (as `UCLOUD_PARAM_<name>`, single-quoted: data, never code), then
+/// runs `script` (bash, as written) and the command line rendered from `invocation`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Application {
+    /// Bash written by the operator, run as is (not a template).
+    #[serde(default)]
     pub script: String,
+    /// A command-line template (minijinja syntax) over the job's parameters, e.g.
+    /// `"python3 {{ script }} --n {{ n }}"`. Every value becomes one single-quoted shell word.
+    #[serde(default)]
+    pub invocation: Option<String>,
+    /// Environment modules, loaded in order (`module load NAME`) before the job's commands.
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// Fixed environment variables for the job (the operator's values, exported quoted).
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Extra `#SBATCH --…` lines for every job of this application.
+    #[serde(default)]
+    pub sbatch: Vec<String>,
 }
 
 /// A configuration problem: which file, which key, what is wrong.
@@ -290,17 +319,45 @@ impl Config {
             if p.price < 0 {
                 return Err((key("price"), "must not be negative".into()));
             }
+            if p.qos.as_deref().is_some_and(|q| !valid_name(q)) {
+                return Err((key("qos"), "must be a Slurm QoS name (a-z, A-Z, 0-9, '-' or '_')".into()));
+            }
+            if p.constraint.as_deref().is_some_and(|c| !valid_constraint(c)) {
+                return Err((key("constraint"), "must be a Slurm constraint: letters, digits and _ - . & | , * ! [ ] ( ) : only".into()));
+            }
+            check_directives(&p.sbatch).map_err(|problem| (key("sbatch"), problem))?;
         }
         for (name, app) in &self.applications {
+            let key = |field: &str| format!("applications.{name}.{field}");
             if !valid_name(name) {
                 return Err((format!("applications.{name}"), "application names are 1-64 characters of a-z, A-Z, 0-9, '-' or '_'".into()));
             }
-            if app.script.trim().is_empty() {
-                return Err((format!("applications.{name}.script"), "must not be empty".into()));
+            let invocation = app.invocation.as_deref().unwrap_or_default();
+            if app.script.trim().is_empty() && invocation.trim().is_empty() {
+                return Err((key("script"), "an application needs a script or an invocation".into()));
             }
             if app.script.contains('\0') {
-                return Err((format!("applications.{name}.script"), "must not contain NUL".into()));
+                return Err((key("script"), "must not contain NUL".into()));
             }
+            if app.invocation.is_some() {
+                if invocation.contains(['\0', '\u{E000}', '\u{E001}']) {
+                    return Err((key("invocation"), "must not contain NUL or the characters U+E000/U+E001".into()));
+                }
+                let env = minijinja::Environment::new();
+                if let Err(e) = env.template_from_str(invocation) {
+                    return Err((key("invocation"), format!("is not a valid template: {e}")));
+                }
+            }
+            if let Some(m) = app.modules.iter().find(|m| !valid_module(m)) {
+                return Err((key("modules"), format!("{m:?} is not a module name (letters, digits and _ - . + / only)")));
+            }
+            if let Some(v) = app.environment.keys().find(|v| !valid_env_name(v) || v.starts_with("UCLOUD_") || v.starts_with("SLURM_")) {
+                return Err((key("environment"), format!("{v:?} is not allowed: names match [A-Za-z_][A-Za-z0-9_]* and do not start with UCLOUD_ or SLURM_")));
+            }
+            if app.environment.values().any(|v| v.contains('\0')) {
+                return Err((key("environment"), "values must not contain NUL".into()));
+            }
+            check_directives(&app.sbatch).map_err(|problem| (key("sbatch"), problem))?;
         }
         if let Some(url) = &self.server.public_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) || url.ends_with('/') {
@@ -325,6 +382,39 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// Product, category, application and provider names.
 pub fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Operator `#SBATCH` lines: each one line starting `#SBATCH --`, so nothing but a directive can be written.
+fn check_directives(lines: &[String]) -> Result<(), String> {
+    for line in lines {
+        if !line.starts_with("#SBATCH --") || line.contains(['\n', '\r', '\0']) || line.len() > 1024 {
+            return Err(format!("{line:?}: each line must start with `#SBATCH --` and be one line"));
+        }
+    }
+    Ok(())
+}
+
+/// Slurm feature expressions (`--constraint`).
+fn valid_constraint(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.&|,*![]():".contains(&b))
+}
+
+/// Environment module names such as `python/3.11.4` or `gcc/12.2.0+cuda`.
+fn valid_module(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('-')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.+/".contains(&b))
+}
+
+/// Names bash accepts in `export NAME=…`.
+pub fn valid_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'A'..=b'Z' | b'a'..=b'z' | b'_'))
+        && name.len() <= 64
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// A portable unix user name: starts with a lowercase letter or '_', then lowercase letters, digits, '_' or '-'.

@@ -133,6 +133,40 @@ fn user_modes_need_their_settings() {
 }
 
 #[test]
+fn applications_with_templates_modules_and_directives() {
+    let text = GOOD.replace(
+        "[applications.print-id]\nscript = \"id\"",
+        r##"[applications.print-id]
+invocation = "python3 {{ script }} --n {{ n }}"
+modules = ["python/3.11"]
+sbatch = ["#SBATCH --mail-type=END"]
+[applications.print-id.environment]
+OMP_PROC_BIND = "close""##,
+    )
+    .replace("price = 1", "price = 1\nqos = \"normal\"\nconstraint = \"intel&ib\"\nsbatch = [\"#SBATCH --exclusive\"]");
+    let c = parse(&text).unwrap();
+    assert_eq!(c.applications["print-id"].invocation.as_deref(), Some("python3 {{ script }} --n {{ n }}"));
+    assert_eq!(c.products["cpu-1"].qos.as_deref(), Some("normal"));
+    assert!(!c.slurm.outside_jobs);
+
+    for (from, to, key) in [
+        ("sbatch = [\"#SBATCH --exclusive\"]", "sbatch = [\"--exclusive\"]", "products.cpu-1.sbatch"),
+        ("sbatch = [\"#SBATCH --exclusive\"]", "sbatch = [\"#SBATCH --exclusive\\nrm -rf ~\"]", "products.cpu-1.sbatch"),
+        ("sbatch = [\"#SBATCH --mail-type=END\"]", "sbatch = [\"echo hi\"]", "applications.print-id.sbatch"),
+        ("{{ n }}\"", "{{ n \"", "applications.print-id.invocation"),
+        ("python/3.11", "python; rm -rf ~", "applications.print-id.modules"),
+        ("OMP_PROC_BIND", "UCLOUD_PARAM_x", "applications.print-id.environment"),
+        ("qos = \"normal\"", "qos = \"a b\"", "products.cpu-1.qos"),
+        ("constraint = \"intel&ib\"", "constraint = \"$(x)\"", "products.cpu-1.constraint"),
+        ("invocation = \"python3 {{ script }} --n {{ n }}\"", "", "applications.print-id.script"),
+    ] {
+        assert!(text.contains(from), "{from}");
+        let e = parse(&text.replace(from, to)).unwrap_err();
+        assert_eq!(e.key, key, "{to}: {e}");
+    }
+}
+
+#[test]
 fn storage_products_parse_and_validate() {
     let with = |extra: &str| parse(&format!("{GOOD}\n{extra}"));
     let c = with("[storage.home]\nkind = \"home\"\npath = \"/home/{localUser}\"\n[storage.projects]\nkind = \"project\"\npath = \"/work/projects/{project}\"\n").unwrap();

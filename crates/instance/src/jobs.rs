@@ -9,13 +9,11 @@ use std::path::Path;
 use axum::response::Response;
 use http_api::{ok_json, parse_json, ApiError};
 use ipc::{Request, Response as IpcResponse};
+use ipc::InstanceSetup;
 use protocol::{BulkRequest, BulkResponse, Empty, FindByStringId, Job};
-use serde_json::Value;
 
+use crate::script::{self, FileResolver, JobShape};
 use crate::Instance;
-
-/// Parameters the Core injects that are not the application's.
-const CORE_INJECTED: &[&str] = &["ucMetricSampleRate"];
 
 /// What a valid `jobs.create` item becomes.
 #[derive(Debug, PartialEq)]
@@ -44,7 +42,7 @@ pub async fn create(me: &Instance, user: &str, body: &[u8]) -> Result<Response, 
 
 async fn create_one(me: &Instance, user: &str, job: &Job) -> Result<u64, ApiError> {
     let dir = me.home.join(&me.setup.job_root).join(&job.id);
-    let submission = validate(me, job, &dir)?;
+    let submission = validate(&me.setup, job, &dir, &|path| crate::drives::resolve(me, path))?;
     let register = Request::RegisterJob {
         ucloud_id: job.id.clone(),
         ucloud_user: user.to_string(),
@@ -89,9 +87,8 @@ async fn submit(me: &Instance, submission: &Submission, dir: &Path) -> Result<u6
 }
 
 /// Checks a job against the products and applications this provider offers and turns it into an
-/// `sbatch` call. Pure: nothing is touched.
-pub fn validate(me: &Instance, job: &Job, dir: &Path) -> Result<Submission, ApiError> {
-    let setup = &me.setup;
+/// `sbatch` call. Pure apart from `resolve` (which may look at the file system): nothing is changed.
+pub fn validate(setup: &InstanceSetup, job: &Job, dir: &Path, resolve: &FileResolver<'_>) -> Result<Submission, ApiError> {
     if !valid_job_id(&job.id) {
         return Err(ApiError::bad_request("Malformed job id"));
     }
@@ -120,54 +117,21 @@ pub fn validate(me: &Instance, job: &Job, dir: &Path) -> Result<Submission, ApiE
         return Err(ApiError::bad_request("The time allocation must be positive and at most a year"));
     }
     let minutes = (seconds + 59) / 60;
-
-    let mut env = vec![("UCLOUD_JOB_ID".to_string(), job.id.clone())];
-    for (name, value) in &spec.parameters {
-        if CORE_INJECTED.contains(&name.as_str()) {
-            continue;
-        }
-        if !slurm::valid_env_name(name) || name.len() > 64 {
-            return Err(ApiError::bad_request(format!("Parameter name '{name}' is not allowed")));
-        }
-        let text = match (value.kind.as_str(), &value.value) {
-            ("text" | "textarea", Value::String(s)) => s.clone(),
-            ("integer", Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-            ("floating_point", Value::Number(n)) => n.to_string(),
-            ("boolean", Value::Bool(b)) => b.to_string(),
-            (kind @ ("text" | "textarea" | "integer" | "floating_point" | "boolean"), v) => {
-                return Err(ApiError::bad_request(format!("Parameter '{name}' of type {kind} has a malformed value {v}")));
-            }
-            (kind, _) => {
-                return Err(ApiError::bad_request(format!("Parameter '{name}': type '{kind}' is not supported here yet")));
-            }
-        };
-        if text.contains('\0') || text.len() > 64 * 1024 {
-            return Err(ApiError::bad_request(format!("Parameter '{name}' has a value that cannot be passed to a job")));
-        }
-        env.push((format!("UCLOUD_PARAM_{name}"), text));
-    }
-
-    let mut args = vec![
-        format!("--job-name=ucloud-{}", job.id),
-        format!("--partition={}", product.partition),
-        format!("--nodes={}", spec.replicas),
-        format!("--cpus-per-task={}", product.cpus),
-        format!("--mem={}G", product.memory_gb),
-        format!("--time={minutes}"),
-        format!("--chdir={}", dir.display()),
-        format!("--output={}", dir.join("stdout.txt").display()),
-        format!("--error={}", dir.join("stderr.txt").display()),
-    ];
-    if product.gpus > 0 {
-        args.push(format!("--gres=gpu:{}", product.gpus));
-    }
-    if let Some(account) = &setup.slurm.account {
-        args.push(format!("--account={account}"));
-    }
+    let params = script::typed_parameters(&spec.parameters, resolve).map_err(ApiError::bad_request)?;
+    let shape = JobShape {
+        ucloud_id: &job.id,
+        product,
+        app,
+        replicas: spec.replicas,
+        minutes,
+        dir,
+        account: setup.slurm.account.as_deref(),
+    };
+    let script = script::job_script(&shape, &params).map_err(ApiError::bad_request)?;
     Ok(Submission {
         ucloud_id: job.id.clone(),
-        sbatch_args: args,
-        script: slurm::ScriptSpec { directives: Vec::new(), env, body: app.script.clone() },
+        sbatch_args: script::sbatch_args(&shape),
+        script,
         memory_mb: u64::from(product.memory_gb) * 1024,
         time_limit_minutes: minutes as u64,
     })

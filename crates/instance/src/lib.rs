@@ -2,9 +2,11 @@
 //! one sudo rule), so the kernel and Slurm enforce that user's permissions on everything it does. It
 //! verifies every Core token itself and serves only the UCloud users the server says map to its uid.
 
+mod drives;
 mod files_api;
 mod files_search;
 mod jobs;
+mod script;
 pub mod transfers;
 
 pub use files_api::files_routes;

@@ -72,6 +72,8 @@ pub mod core {
     pub const AUTH_REFRESH: &str = "/auth/providers/refresh";
     pub const PRODUCTS_CREATE: &str = "/api/products/v2";
     pub const JOBS_CONTROL_UPDATE: &str = "/api/jobs/control/update";
+    /// Provider-created jobs (jobs submitted outside UCloud): Bulk<RegisterJob> → Bulk<{"id"}>.
+    pub const JOBS_CONTROL_REGISTER: &str = "/api/jobs/control/register";
     pub const APPROVE_CONNECTION: &str = "/api/providers/integration/control/approveConnection";
     pub const CLEAR_CONNECTION: &str = "/api/providers/integration/control/clearConnection";
     pub const DRIVES_REGISTER: &str = "/api/files/collections/control/register";

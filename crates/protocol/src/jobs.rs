@@ -162,6 +162,24 @@ pub struct JobItem {
     pub job: Job,
 }
 
+/// One item of `jobs.control.register` (`ProviderRegisteredResource<JobSpecification>`): a job the provider
+/// found rather than was asked to run. The Core creates it `IN_QUEUE` and answers its id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterJob {
+    pub spec: JobSpecification,
+    #[serde(default)]
+    pub provider_generated_id: Option<String>,
+    #[serde(default)]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub project_all_read: bool,
+    #[serde(default)]
+    pub project_all_write: bool,
+}
+
 /// `{"id": "4821", "update": {...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobUpdateItem {

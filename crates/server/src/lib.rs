@@ -13,6 +13,7 @@ pub mod job_control;
 mod lifecycle;
 pub mod monitor;
 pub mod outbox;
+pub mod outside;
 mod products;
 pub mod queue_status;
 pub mod storage;
@@ -137,6 +138,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let ipc = ipc::Listener::bind(socket).with_context(|| format!("cannot bind {}", socket.display()))?;
 
     server.monitor.load().context("loading tracked jobs")?;
+    if server.config.slurm.outside_jobs {
+        server.monitor.enable_outside(Arc::new(outside::Outside::new(server.core.clone(), server.store.clone(), &server.config)));
+        tracing::info!("jobs connected users submit outside UCloud are registered with UCloud (slurm.outside_jobs)");
+    }
     tokio::spawn(ipc_server::serve(server.clone(), ipc));
     tokio::spawn(server.monitor.clone().run(monitor::pacer_for(Duration::from_millis(server.config.slurm.poll_interval_ms))));
     tokio::spawn(outbox::deliver(server.store.clone(), server.core.clone(), server.outbox_wake.clone()));

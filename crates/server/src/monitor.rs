@@ -29,6 +29,8 @@ pub struct Monitor {
     wake: Notify,
     /// A job was just submitted, suspended, resumed or extended: the next cycle counts as busy.
     poked: AtomicBool,
+    /// Set when `[slurm] outside_jobs` is on: the cycle lists every job instead of asking for tracked ids.
+    outside: std::sync::OnceLock<Arc<crate::outside::Outside>>,
 }
 
 #[derive(Default)]
@@ -81,7 +83,13 @@ impl Monitor {
             state: Mutex::new(Tracked::default()),
             wake: Notify::new(),
             poked: AtomicBool::new(false),
+            outside: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Finds and registers jobs connected users submit outside UCloud, in the same one `squeue` per cycle.
+    pub fn enable_outside(&self, outside: Arc<crate::outside::Outside>) {
+        let _ = self.outside.set(outside);
     }
 
     fn tracked(&self) -> std::sync::MutexGuard<'_, Tracked> {
@@ -140,14 +148,40 @@ impl Monitor {
     /// One poll: at most one `squeue` and one `sacct` for all tracked jobs.
     pub async fn cycle(&self) -> CycleReport {
         let poked = self.poked.swap(false, Ordering::SeqCst);
+        let outside = self.outside.get().cloned();
+        if let Some(outside) = &outside {
+            let registered = outside.take_registered();
+            if !registered.is_empty() {
+                let mut t = self.tracked();
+                for (slurm_id, ucloud_id) in registered {
+                    t.watcher.track(slurm_id, Phase::Queued);
+                    t.jobs.insert(slurm_id, JobMeta { ucloud_id, told_reason: None });
+                }
+                drop(t);
+                self.outbox_wake.notify_one();
+            }
+        }
         let ids = self.tracked().watcher.tracked_ids();
         let mut report = CycleReport { tracked: ids.len(), busy: poked, ..Default::default() };
-        if ids.is_empty() {
+        if ids.is_empty() && outside.is_none() {
             return report;
         }
         let calls_before = self.slurm.calls();
         let started = Instant::now();
-        let (queue, acct) = tokio::join!(self.slurm.squeue(&ids), self.slurm.sacct(&ids));
+        let (queue, acct) = match &outside {
+            None => tokio::join!(self.slurm.squeue(&ids), self.slurm.sacct(&ids)),
+            Some(outside) => {
+                // One listing of every job replaces `squeue -j IDS`; sacct only when something is tracked.
+                let acct = async { if ids.is_empty() { Ok(Vec::new()) } else { self.slurm.sacct(&ids).await } };
+                let (listing, acct) = tokio::join!(self.slurm.squeue_all(), acct);
+                let queue = listing.map(|listing| {
+                    let tracked: std::collections::HashSet<SlurmJobId> = ids.iter().copied().collect();
+                    outside.consider(&listing, &tracked);
+                    listing.into_iter().map(|j| j.row).filter(|r| tracked.contains(&r.id)).collect::<Vec<_>>()
+                });
+                (queue, acct)
+            }
+        };
         report.took = started.elapsed();
         report.slurm_calls = self.slurm.calls() - calls_before;
         if let Err(e) = &queue {

@@ -1,4 +1,4 @@
-//! Slurm: batch scripts, sbatch/squeue/sacct/scancel with timeouts, output parsing, the batched watcher and
+//! Slurm: batch scripts and command-line templates, sbatch/squeue/sacct/scancel with timeouts, output parsing, the batched watcher and
 //! its pacing; scontrol operations on one job (time limit, suspend/resume, `show job`); partition load for
 //! a queue status; Slurm's reason codes and end states in words for users.
 //!
@@ -12,11 +12,13 @@ mod error;
 #[cfg(test)]
 mod fake;
 mod job_info;
+mod listing;
 mod pace;
 mod parse;
 mod queue;
 mod script;
 mod state;
+mod template;
 pub mod watch;
 mod words;
 
@@ -26,6 +28,7 @@ pub type SlurmJobId = u64;
 pub use client::{parse_sbatch, SlurmClient};
 pub use control::MAX_TIME_LIMIT_MINUTES;
 pub use error::SlurmError;
+pub use listing::{parse_listing, ListedJob, LISTING_FORMAT};
 pub use job_info::{parse_memory_mb, parse_show_job, parse_time_limit, JobInfo};
 pub use pace::{CycleOutcome, Pacer};
 pub use parse::{
@@ -37,4 +40,5 @@ pub use queue::{
 };
 pub use script::{render_script, shell_quote, valid_env_name, ScriptError, ScriptSpec};
 pub use state::{ExitStatus, SlurmState};
+pub use template::{check_template, render_template, TemplateError, TemplateValue};
 pub use words::{end_message, format_minutes, pending_reason_text};

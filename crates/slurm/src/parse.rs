@@ -54,6 +54,14 @@ fn job_id(field: &str) -> Option<JobIdField> {
     }
 }
 
+/// A job-id field: `None` if malformed, `Some(None)` for a sub-id ucim skips, `Some(Some(id))` for a job.
+pub(crate) fn job_id_of(field: &str) -> Option<Option<SlurmJobId>> {
+    match job_id(field)? {
+        JobIdField::Job(id) => Some(Some(id)),
+        JobIdField::Skip => Some(None),
+    }
+}
+
 /// Parses `squeue -h -o '%A|%T|%r|%U'`. Blank lines are ignored; array tasks and het components are skipped.
 pub fn parse_squeue(text: &str) -> Result<Vec<QueueRow>, SlurmError> {
     let mut rows = Vec::with_capacity(text.len() / 24);

@@ -48,7 +48,7 @@ pub fn shell_quote(value: &str) -> String {
 }
 
 /// Like [`shell_quote`], but writes CR as `$'\r'` so no CR byte lands in the script (bash only).
-fn bash_quote(value: &str) -> String {
+pub(crate) fn bash_quote(value: &str) -> String {
     if !value.contains('\r') {
         return shell_quote(value);
     }

@@ -120,6 +120,20 @@ impl Store {
         rows.collect()
     }
 
+    pub fn job_by_slurm_id(&self, slurm_id: u64) -> Result<Option<JobRow>> {
+        self.conn().query_row(&job_select("WHERE slurm_id = ?1"), [slurm_id], job_from_row).optional()
+    }
+
+    /// Whether `uid` has a job registered but not yet confirmed (its `sbatch` may be running now) since
+    /// `since_ms`: a Slurm job of that uid not yet tracked may be that one.
+    pub fn has_unconfirmed_job(&self, uid: u32, since_ms: i64) -> Result<bool> {
+        self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE uid = ?1 AND slurm_id IS NULL AND ended_at IS NULL AND created_at >= ?2)",
+            params![uid, since_ms],
+            |r| r.get(0),
+        )
+    }
+
     pub fn jobs_of_uid(&self, uid: u32) -> Result<Vec<JobRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&job_select("WHERE uid = ?1 ORDER BY created_at"))?;

@@ -30,6 +30,7 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route(core_paths::PRODUCTS_CREATE, post(products_create))
         .route("/api/products/v2/browse", get(products_browse))
         .route(core_paths::JOBS_CONTROL_UPDATE, post(jobs_control_update))
+        .route(core_paths::JOBS_CONTROL_REGISTER, post(jobs_control_register))
         .route(core_paths::APPROVE_CONNECTION, post(approve_connection))
         .route(core_paths::CLEAR_CONNECTION, post(clear_connection))
         .merge(control::router())
@@ -239,6 +240,54 @@ async fn jobs_control_update(State(sim): State<Sim>, headers: HeaderMap, body: B
             )
         }
     }
+}
+
+/// `POST /api/jobs/control/register`: provider-created jobs, as core2 makes them (`job.go`): every item's
+/// product must be the caller's (else 403 for the batch); each becomes a job `IN_QUEUE` owned by
+/// `createdBy` (default `_ucloud`) with the given `providerGeneratedId`.
+async fn jobs_control_register(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = authorize(&sim, &headers) {
+        return e;
+    }
+    let req: BulkRequest<protocol::RegisterJob> = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let provider = sim.inner.cfg.provider_id.clone();
+    if req.items.iter().any(|i| i.spec.product.provider != provider) {
+        return error(StatusCode::FORBIDDEN, "forbidden");
+    }
+    let mut ids = Vec::with_capacity(req.items.len());
+    for item in req.items {
+        let spec = item.spec;
+        let resolved_product = sim
+            .products()
+            .into_iter()
+            .find(|p| p.reference() == spec.product)
+            .and_then(|p| serde_json::to_value(p).ok());
+        let mut table = sim.inner.jobs.lock().unwrap();
+        let id = table.allocate_id();
+        let mut job = crate::jobs::build_job(crate::jobs::NewJob {
+            id: id.clone(),
+            username: item.created_by.as_deref().unwrap_or("_ucloud"),
+            product: spec.product.clone(),
+            resolved_product,
+            application: &spec.application.name,
+            parameters: Default::default(),
+            time: spec.time_allocation,
+        });
+        job["specification"]["replicas"] = json!(spec.replicas);
+        if let Some(name) = &spec.name {
+            job["specification"]["name"] = json!(name);
+        }
+        if let Some(pgid) = &item.provider_generated_id {
+            job["providerGeneratedId"] = json!(pgid);
+        }
+        tracing::info!(job = %id, owner = ?item.created_by, provider_generated_id = ?item.provider_generated_id, "jobs.control.register");
+        table.insert(job);
+        ids.push(json!({"id": id}));
+    }
+    Json(json!({"responses": ids})).into_response()
 }
 
 /// `POST /api/providers/integration/control/approveConnection {"username"}` → `{}` (§7.2 step 6).

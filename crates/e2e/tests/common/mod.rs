@@ -73,6 +73,8 @@ pub struct Options {
     pub max_instances: Option<u16>,
     /// TOML appended at the end (whole sections, e.g. `[storage.home]`).
     pub extra: String,
+    /// TOML lines added to `[slurm]`.
+    pub slurm: String,
     /// Put `ucim ingress` (TLS, with a CA made for the test) in front: the sim then calls the ingress.
     pub ingress: Option<IngressOptions>,
 }
@@ -144,6 +146,7 @@ audit_log = "{dir}/db/audit.jsonl"
 
 [slurm]
 poll_interval_ms = 300
+{slurm_extra}
 
 [products.cpu-1]
 category = "cpu"
@@ -173,6 +176,7 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
             ucim = ucim(),
             max_instances = options.max_instances.unwrap_or(20),
             server_extra = options.server,
+            slurm_extra = options.slurm,
             users = options.users,
             extra = options.extra,
             sim_url = sim.url(),
