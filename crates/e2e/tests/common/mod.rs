@@ -178,7 +178,6 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
             server_extra = options.server,
             slurm_extra = options.slurm,
             users = options.users,
-            extra = options.extra,
             sim_url = sim.url(),
             dir = dir.display(),
             socket = socket.display(),
