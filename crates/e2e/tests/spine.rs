@@ -102,7 +102,8 @@ async fn bad_requests_get_a_clear_4xx_and_never_reach_slurm() {
     let before = count_jobs();
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
         ("no-such-app", json!({}), "not available"),
-        ("print-id", json!({"seconds": {"type": "file", "path": "/1/x"}}), "not supported"),
+        // A file parameter naming nothing in the user's drive.
+        ("print-id", json!({"seconds": {"type": "file", "path": "/1/x"}}), "no such file or folder"),
         ("print-id", json!({"bad name!": text("x")}), "not allowed"),
         ("print-id", json!({"seconds": {"type": "integer", "value": "five"}}), "malformed"),
     ];
