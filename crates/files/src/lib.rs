@@ -3,6 +3,7 @@
 //! instance runs (as the user, so the kernel enforces permissions as well).
 
 pub mod beneath;
+mod relpath;
 pub mod drives;
 pub mod ops;
 pub mod tree;
