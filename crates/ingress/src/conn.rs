@@ -3,12 +3,14 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::framing::FramingFollower;
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -24,11 +26,17 @@ fn now_ms() -> u64 {
 pub struct ConnInfo {
     last_active_ms: AtomicU64,
     in_flight: AtomicUsize,
+    ambiguous_framing: AtomicBool,
 }
 
 impl ConnInfo {
     pub fn new() -> Arc<ConnInfo> {
-        Arc::new(ConnInfo { last_active_ms: AtomicU64::new(now_ms()), in_flight: AtomicUsize::new(0) })
+        Arc::new(ConnInfo { last_active_ms: AtomicU64::new(now_ms()), in_flight: AtomicUsize::new(0), ambiguous_framing: AtomicBool::new(false) })
+    }
+
+    /// A request head on this connection had both Content-Length and Transfer-Encoding (see `framing`).
+    pub fn ambiguous_framing(&self) -> bool {
+        self.ambiguous_framing.load(Relaxed)
     }
 
     fn touch(&self) {
@@ -78,15 +86,16 @@ impl Drop for FlightGuard {
     }
 }
 
-/// Notes every byte read or written.
+/// Notes every byte read or written, and follows the framing of what the client sends.
 pub struct ActiveIo<T> {
     inner: T,
     conn: Arc<ConnInfo>,
+    framing: FramingFollower,
 }
 
 impl<T> ActiveIo<T> {
     pub fn new(inner: T, conn: Arc<ConnInfo>) -> Self {
-        ActiveIo { inner, conn }
+        ActiveIo { inner, conn, framing: FramingFollower::default() }
     }
 }
 
@@ -96,6 +105,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for ActiveIo<T> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.conn.touch();
+            let this = &mut *self;
+            this.framing.feed(&buf.filled()[before..]);
+            if this.framing.ambiguous() {
+                this.conn.ambiguous_framing.store(true, Relaxed);
+            }
         }
         r
     }

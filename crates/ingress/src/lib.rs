@@ -7,6 +7,7 @@
 //! only misroute a request, never authorise one.
 
 pub mod conn;
+mod framing;
 pub mod metrics;
 pub mod proxy;
 pub mod route;

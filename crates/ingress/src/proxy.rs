@@ -101,8 +101,10 @@ async fn route_and_forward(
     let h1 = req.version() != Version::HTTP_2;
     let headers = req.headers();
     // hyper already refuses differing Content-Lengths, Content-Length lists, non-chunked Transfer-Encoding
-    // and obs-fold; this catches what reaches us in any other form.
-    if headers.get_all(header::CONTENT_LENGTH).iter().count() > 1
+    // and obs-fold, and hides Content-Length next to Transfer-Encoding (the connection follower sees it);
+    // this catches what reaches us in any other form.
+    if conn.ambiguous_framing()
+        || headers.get_all(header::CONTENT_LENGTH).iter().count() > 1
         || (headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH))
     {
         return Err(error(StatusCode::BAD_REQUEST, "Ambiguous message framing", h1));
