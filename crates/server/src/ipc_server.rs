@@ -236,6 +236,15 @@ async fn route(server: &Arc<Server>, ucloud_user: &str, start: bool) -> Response
         }
         return Response::Route { port: server.instances.port_if_running(user.uid).await };
     }
+    if let Some(port) = server.instances.port_if_running(user.uid).await {
+        return Response::Route { port: Some(port) };
+    }
+    // The request carries only a usernameHint so far (its token is checked by the instance): ration the
+    // starts such requests can cause.
+    if !server.browser_starts.try_take() {
+        tracing::warn!(user = user.unix_user, "route: instance start refused, too many starts by browser traffic");
+        return error("too many instance starts; try again shortly");
+    }
     match crate::http::start_instance(server, user.uid, &user.unix_user).await {
         Ok(port) => Response::Route { port: Some(port) },
         Err(e) => {

@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod outbox;
 pub mod outside;
 mod products;
+mod start_budget;
 pub mod queue_status;
 pub mod storage;
 mod transfer_secret;
@@ -48,6 +49,8 @@ pub struct Server {
     pub proxy: reqwest::Client,
     /// Per-uid transfer-token keys are derived from it (`transfer_secret.rs`).
     pub transfer_secret: Vec<u8>,
+    /// Instance starts asked for by unauthenticated browser traffic (through the ingress).
+    pub browser_starts: start_budget::StartBudget,
 }
 
 /// Reads everything the server needs from `config` and the files it names; fails before doing anything
@@ -113,6 +116,8 @@ pub fn build(config: Config) -> anyhow::Result<(Arc<Server>, tokio::sync::mpsc::
         core,
         proxy,
         transfer_secret,
+        // 20 at once, then one every 3 s: enough for people opening sessions, not for a sweep of all users.
+        browser_starts: start_budget::StartBudget::new(20, Duration::from_secs(3)),
     }), crashes))
 }
 
