@@ -107,19 +107,13 @@ pub async fn start(settings: Settings, lookup: Arc<dyn RouteLookup>) -> anyhow::
             (None, None)
         }
     };
-    let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let addr = listener.local_addr()?;
-    let proxy = Arc::new(proxy::Proxy {
-        provider: settings.provider.clone(),
-        server: settings.server,
-        lookup,
-        cache: route::RouteCache::new(settings.route_cache),
-        client: proxy::client(),
-        metrics: metrics.clone(),
-        max_body: settings.max_body_bytes,
-        tunnel_idle: settings.tunnel_idle_timeout,
-        scheme: if acceptor.is_some() { "https" } else { "http" },
-    });
+    // One single-threaded runtime per CPU, each with its own listener on the same port (SO_REUSEPORT, the
+    // kernel spreads connections) and its own pool of backend connections: a request is read, routed,
+    // forwarded and answered on one thread, without cross-thread wake-ups.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let listeners = bind_listeners(settings.listen, threads).with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listeners[0].local_addr()?;
+    let cache = Arc::new(route::RouteCache::new(settings.route_cache));
     let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     builder
         .http1()
@@ -134,12 +128,64 @@ pub async fn start(settings: Settings, lookup: Arc<dyn RouteLookup>) -> anyhow::
         .max_concurrent_streams(256)
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
+    let builder = Arc::new(builder);
+    // At the limit the ingress stops accepting; new clients wait in the kernel's backlog.
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, acceptor, Arc::new(builder), proxy, settings, metrics.clone(), shutdown_rx));
+    let mut workers = Vec::with_capacity(threads);
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let proxy = Arc::new(proxy::Proxy {
+            provider: settings.provider.clone(),
+            server: settings.server,
+            lookup: lookup.clone(),
+            cache: cache.clone(),
+            client: proxy::client(),
+            metrics: metrics.clone(),
+            max_body: settings.max_body_bytes,
+            tunnel_idle: settings.tunnel_idle_timeout,
+            scheme: if acceptor.is_some() { "https" } else { "http" },
+        });
+        let (acceptor, builder, settings, metrics, slots, shutdown_rx) =
+            (acceptor.clone(), builder.clone(), settings.clone(), metrics.clone(), slots.clone(), shutdown_rx.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("ingress runtime")?;
+        workers.push(std::thread::Builder::new().name(format!("ingress-{i}")).spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => accept_loop(listener, acceptor, builder, proxy, settings, metrics, slots, shutdown_rx).await,
+                    Err(e) => tracing::error!("ingress worker {i} cannot use its listener: {e}"),
+                }
+            })
+        })?);
+    }
+    let task = tokio::task::spawn_blocking(move || {
+        for worker in workers {
+            let _ = worker.join();
+        }
+    });
     tracing::info!(%addr, tls = certs.is_some(), "ucim ingress listening");
     Ok(Running { addr, metrics, certs, shutdown, task })
 }
 
+/// `count` listeners on `addr` sharing its port (the first one's, if `addr` asks for any port).
+fn bind_listeners(mut addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        // Only sockets of the same uid can join the group (Linux), i.e. other ingress workers.
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener = std::net::TcpListener::from(socket);
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     listener: TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
@@ -147,10 +193,9 @@ async fn accept_loop(
     proxy: Arc<proxy::Proxy>,
     settings: Settings,
     metrics: Arc<Metrics>,
+    slots: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // At the limit the ingress stops accepting; new clients wait in the kernel's backlog.
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let permit = tokio::select! {

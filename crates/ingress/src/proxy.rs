@@ -40,7 +40,7 @@ pub struct Proxy {
     pub provider: String,
     pub server: SocketAddr,
     pub lookup: Arc<dyn RouteLookup>,
-    pub cache: RouteCache,
+    pub cache: Arc<RouteCache>,
     pub client: Client<HttpConnector, UpBody>,
     pub metrics: Arc<Metrics>,
     /// Request bodies of Core calls and everything but uploads.

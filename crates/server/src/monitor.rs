@@ -131,7 +131,9 @@ impl Monitor {
     pub async fn run(self: Arc<Self>, mut pacer: Pacer) {
         loop {
             let report = self.cycle().await;
+            let ended = tokio::time::Instant::now();
             let pause = pacer.next(report.outcome());
+            let soonest = pacer.soonest(report.outcome(), pause);
             if report.transitions > 0 || report.reasons > 0 {
                 tracing::debug!(?report, ?pause, "monitor cycle");
             }
@@ -140,7 +142,9 @@ impl Monitor {
             }
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
-                _ = self.wake.notified() => {}
+                // Poked: look soon, at the pace the pacer allows (not at once: one poke per submission
+                // would otherwise poll Slurm back to back while jobs are being created).
+                _ = self.wake.notified() => tokio::time::sleep_until(ended + soonest).await,
             }
         }
     }

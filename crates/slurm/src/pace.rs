@@ -84,6 +84,16 @@ impl Pacer {
         pause.max(outcome.took.saturating_mul(Self::FLOOR_FACTOR))
     }
 
+    /// How soon a poke (a job just submitted, suspended, extended) may bring the next cycle after this one:
+    /// the busy pace, and never below the floor, so a burst of submissions cannot poll Slurm back to back.
+    /// While Slurm fails, pokes do not shorten the backoff at all.
+    pub fn soonest(&self, outcome: CycleOutcome, pause: Duration) -> Duration {
+        if self.failures > 0 {
+            return pause;
+        }
+        self.fast.max(outcome.took.saturating_mul(Self::FLOOR_FACTOR)).min(pause)
+    }
+
     /// Consecutive failed cycles so far (0 after a success), e.g. for a log line or a health check.
     pub fn failures(&self) -> u32 {
         self.failures
@@ -118,6 +128,18 @@ mod tests {
 
     fn run(p: &mut Pacer, outcomes: &[CycleOutcome]) -> Vec<f64> {
         outcomes.iter().map(|&o| p.next(o).as_secs_f64()).collect()
+    }
+
+    #[test]
+    fn pokes_wait_for_the_busy_pace_and_the_floor_and_not_at_all_while_failing() {
+        let mut p = Pacer::default();
+        let pause = p.next(quiet());
+        assert_eq!(p.soonest(quiet(), pause), secs(1.0));
+        let slow_call = CycleOutcome { took: secs(0.5), ..Default::default() };
+        let pause = p.next(slow_call);
+        assert_eq!(p.soonest(slow_call, pause), secs(2.0));
+        let pause = p.next(failed());
+        assert_eq!(p.soonest(failed(), pause), pause);
     }
 
     #[test]
