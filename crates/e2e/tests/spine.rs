@@ -141,7 +141,8 @@ async fn sigkill_and_restart_deliver_every_change_once() {
     let mut stack = Stack::start("sigkill", 43100).await;
     stack.map("alice#1234", "alice");
     stack.map("bob#1", "bob");
-    let (a, ra) = stack.submit("alice#1234", "print-id", json!({"seconds": int(6)}), 5).await;
+    // Long enough to be seen running even when a loaded Slurm makes the monitor poll slowly.
+    let (a, ra) = stack.submit("alice#1234", "print-id", json!({"seconds": int(20)}), 5).await;
     let (b, rb) = stack.submit("bob#1", "exit-code", json!({"code": int(4)}), 5).await;
     assert!(ra.accepted_by_core() && rb.accepted_by_core(), "{ra:?} {rb:?}");
     stack.wait_state(&a, JobState::Running, 60).await;
@@ -149,7 +150,10 @@ async fn sigkill_and_restart_deliver_every_change_once() {
     stack.kill_server();
     // While the server is dead the jobs finish, and the Core goes down too for a while.
     stack.sim.set_unavailable(true);
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    for job in [&a, &b] {
+        wait_slurm_ended(stack.slurm_id(job), 60).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     stack.start_server().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stack.sim.set_unavailable(false);

@@ -129,7 +129,8 @@ pub async fn start(settings: Settings, lookup: Arc<dyn RouteLookup>) -> anyhow::
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
-    // At the limit the ingress stops accepting; new clients wait in the kernel's backlog.
+    // At the limit the ingress stops serving new clients: each worker holds one back, the rest wait in the
+    // kernel's backlog.
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut workers = Vec::with_capacity(threads);
@@ -198,10 +199,9 @@ async fn accept_loop(
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
-            _ = shutdown.changed() => break,
-        };
+        // Accept first, then wait for a slot: with one listener per thread, a thread holding a slot while it
+        // waits in accept() could starve a connection the kernel queued on another thread's listener. So each
+        // thread holds at most one accepted connection back (no TLS, no reads) until a slot frees.
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -212,6 +212,10 @@ async fn accept_loop(
                     continue;
                 }
             },
+            _ = shutdown.changed() => break,
+        };
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
             _ = shutdown.changed() => break,
         };
         let _ = tcp.set_nodelay(true);

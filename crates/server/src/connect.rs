@@ -50,7 +50,7 @@ pub async fn connect(server: &Arc<Server>, ucloud_user: &str) -> Result<ConnectR
             return Err(ApiError::bad_request("This provider connects users by hand: ask its operators to map your account"))
         }
         UserMode::Ticket => return issue_ticket(server, ucloud_user),
-        UserMode::Hook => connect_with_hook(server, ucloud_user).await,
+        UserMode::Hook => return connect_with_hook_in_time(server, ucloud_user).await,
         UserMode::ManyToOne => {
             let shared = users.shared_user.clone().unwrap_or_default();
             match server.users.mappable_uid(&shared) {
@@ -62,18 +62,59 @@ pub async fn connect(server: &Arc<Server>, ucloud_user: &str) -> Result<ConnectR
             }
         }
     };
-    let action = format!("connect ({})", mode_name(users.mode));
-    match outcome {
-        Ok(unix_user) => {
-            server.audit.record(&Event { ucloud_user, unix_user: Some(&unix_user), action: &action, ids: &[], outcome: "ok" });
-            let to = users.return_url.clone().unwrap_or_else(|| server.config.core.url.clone());
-            Ok(ConnectResponse { redirect_to: to })
+    audit_outcome(server, ucloud_user, &outcome);
+    outcome.map(|_| ConnectResponse { redirect_to: return_url(server) })
+}
+
+fn return_url(server: &Server) -> String {
+    server.config.users.return_url.clone().unwrap_or_else(|| server.config.core.url.clone())
+}
+
+fn audit_outcome(server: &Server, ucloud_user: &str, outcome: &Result<String, ApiError>) {
+    let action = format!("connect ({})", mode_name(server.config.users.mode));
+    let (unix_user, result) = match outcome {
+        Ok(unix_user) => (Some(unix_user.as_str()), "ok"),
+        Err(e) => (None, e.why.as_str()),
+    };
+    server.audit.record(&Event { ucloud_user, unix_user, action: &action, ids: &[], outcome: result });
+}
+
+/// The Core gives up on a call after 5 s; an account hook may take longer (useradd, sacctmgr, a directory
+/// service). The hook runs in its own task, so the Core hanging up never cuts it short; if it has not
+/// finished by [`HOOK_ANSWER_WITHIN`], the browser is sent to a page saying the account is on its way, and
+/// the connection is approved when the hook is done. A second `connect` meanwhile does not run it again.
+pub const HOOK_ANSWER_WITHIN: Duration = Duration::from_secs(3);
+
+async fn connect_with_hook_in_time(server: &Arc<Server>, ucloud_user: &str) -> Result<ConnectResponse, ApiError> {
+    let pending = || ConnectResponse { redirect_to: pending_url(server) };
+    if !server.connecting.lock().unwrap_or_else(|p| p.into_inner()).insert(ucloud_user.to_string()) {
+        return Ok(pending());
+    }
+    let task = {
+        let (server, ucloud_user) = (server.clone(), ucloud_user.to_string());
+        tokio::spawn(async move {
+            let outcome = connect_with_hook(&server, &ucloud_user).await;
+            audit_outcome(&server, &ucloud_user, &outcome);
+            server.connecting.lock().unwrap_or_else(|p| p.into_inner()).remove(&ucloud_user);
+            outcome
+        })
+    };
+    match tokio::time::timeout(HOOK_ANSWER_WITHIN, task).await {
+        Ok(Ok(outcome)) => outcome.map(|_| ConnectResponse { redirect_to: return_url(server) }),
+        Ok(Err(panicked)) => {
+            server.connecting.lock().unwrap_or_else(|p| p.into_inner()).remove(ucloud_user);
+            Err(ApiError::internal("account creation failed", panicked))
         }
-        Err(e) => {
-            server.audit.record(&Event { ucloud_user, unix_user: None, action: &action, ids: &[], outcome: &e.why });
-            Err(e)
+        Err(_) => {
+            tracing::info!(ucloud_user, "the account hook is still running; the connection is approved when it is done");
+            Ok(pending())
         }
     }
+}
+
+fn pending_url(server: &Server) -> String {
+    let base = server.config.server.public_url.as_deref().unwrap_or_default();
+    format!("{base}/ucloud/{}{INSTRUCTIONS_PATH}?pending", server.config.provider_id)
 }
 
 fn mode_name(mode: UserMode) -> &'static str {
@@ -286,12 +327,20 @@ async fn stop_if_unused(server: &Server, uid: u32) {
 }
 
 /// The page the browser lands on after `connect` in ticket mode.
-pub fn instructions_page(server: &Server, ticket: Option<&str>) -> Response {
+/// The page `connect` sends the browser to: a ticket's instructions, or (`pending`) word that the account
+/// is still being made.
+pub fn instructions_page(server: &Server, ticket: Option<&str>, pending: bool) -> Response {
     let provider = html_escape(&server.config.provider_id);
     let ticket = ticket.filter(|t| valid_ticket(t));
     let row = ticket.and_then(|t| server.store.ticket(&ticket_hash(t)).ok().flatten());
     let now = store::now_ms();
     let (status, body) = match (ticket, row) {
+        (None, _) if pending => (StatusCode::OK, format!(
+            "<h1>Your account on {provider} is being made</h1>\
+             <p>This takes a little while. Go back to UCloud: the connection shows there as soon as the account \
+             is ready, usually within a minute. If it does not, connect again; if it still does not, ask the \
+             operators of {provider}.</p>"
+        )),
         (Some(ticket), Some(row)) if row.redeemed_at.is_none() && row.expires_at > now => {
             let minutes = (row.expires_at - now) / 60_000;
             (StatusCode::OK, format!(

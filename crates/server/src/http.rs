@@ -38,10 +38,10 @@ async fn handle(server: &Arc<Server>, request: Request) -> Result<Response, ApiE
     let prefix = format!("/ucloud/{}", server.config.provider_id);
     // The one browser-facing page: it carries its own secret (the ticket) and no Core token.
     if parts.method == Method::GET && parts.uri.path().strip_prefix(&prefix) == Some(connect::INSTRUCTIONS_PATH) {
-        let ticket = parts.uri.query().and_then(|q| {
-            q.split('&').find_map(|kv| kv.strip_prefix("ticket=")).map(str::to_string)
-        });
-        return Ok(connect::instructions_page(server, ticket.as_deref()));
+        let query = parts.uri.query().unwrap_or_default();
+        let ticket = query.split('&').find_map(|kv| kv.strip_prefix("ticket="));
+        let pending = query.split('&').any(|kv| kv == "pending");
+        return Ok(connect::instructions_page(server, ticket, pending));
     }
     let call = check_core_call(&parts.headers, &server.verifier)?;
     let suffix = parts

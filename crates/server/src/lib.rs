@@ -51,6 +51,8 @@ pub struct Server {
     pub transfer_secret: Vec<u8>,
     /// Instance starts asked for by unauthenticated browser traffic (through the ingress).
     pub browser_starts: start_budget::StartBudget,
+    /// UCloud users whose account hook is still running after their `connect` was answered.
+    pub connecting: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Reads everything the server needs from `config` and the files it names; fails before doing anything
@@ -118,6 +120,7 @@ pub fn build(config: Config) -> anyhow::Result<(Arc<Server>, tokio::sync::mpsc::
         transfer_secret,
         // 20 at once, then one every 3 s: enough for people opening sessions, not for a sweep of all users.
         browser_starts: start_budget::StartBudget::new(20, Duration::from_secs(3)),
+        connecting: Default::default(),
     }), crashes))
 }
 

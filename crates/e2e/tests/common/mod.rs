@@ -412,6 +412,19 @@ pub fn squeue_state(slurm_id: u64) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Waits until Slurm itself says the job has ended (or has forgotten it), whatever ucim has seen.
+pub async fn wait_slurm_ended(slurm_id: u64, secs: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let state = squeue_state(slurm_id);
+        if !matches!(state.as_str(), "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "SUSPENDED") {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "Slurm job {slurm_id} still {state} after {secs}s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 pub fn text(v: &str) -> Value {
     json!({"type": "text", "value": v})
 }
