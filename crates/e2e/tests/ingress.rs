@@ -53,6 +53,14 @@ async fn core_calls_through_the_ingress_reach_the_users_instance() {
     assert_eq!((result.status, result.attempts), (200, 1), "{:?}", result.body);
     // The job landed in alice's instance: it runs as alice.
     stack.wait_state(&job2, protocol::JobState::Running, 60).await;
+    // The server never saw that call, yet it is in the audit log: the instance reported it, once.
+    let audit = std::fs::read_to_string(stack.dir.join("db/audit.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let direct: Vec<&serde_json::Value> = lines.iter().filter(|l| l["ids"].as_array().is_some_and(|ids| ids.contains(&json!(job2)))).collect();
+    assert_eq!(direct.len(), 1, "{audit}");
+    let line = direct[0];
+    assert_eq!((line["ucloudUser"].as_str(), line["unixUser"].as_str(), line["action"].as_str(), line["outcome"].as_str(), line["via"].as_str()),
+        (Some("alice#1"), Some("alice"), Some("POST /jobs"), Some("200"), Some("instance")), "{audit}");
     stack.sim.terminate_job(&job).await.unwrap();
 
     // HTTP/2 over the same ingress (ALPN), a Core call for alice: lands in her instance.

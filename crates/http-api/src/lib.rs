@@ -76,6 +76,22 @@ pub fn check_core_call(headers: &HeaderMap, verifier: &auth::TokenVerifier) -> R
     Ok(CoreCall { username })
 }
 
+/// Set by the server on the user calls it forwards to an instance (after auditing them itself); the ingress
+/// strips every client-sent `x-ucim-*` header, so its presence means the server has the audit line.
+pub const AUDITED_HEADER: &str = "x-ucim-audited";
+
+/// The `id` of every item in a bulk request body (at most 100), for an audit line. Files calls name paths.
+pub fn item_ids(body: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Item {
+        #[serde(default)]
+        id: Option<String>,
+    }
+    serde_json::from_slice::<protocol::BulkRequest<Item>>(body)
+        .map(|r| r.items.into_iter().filter_map(|i| i.id).take(100).collect())
+        .unwrap_or_default()
+}
+
 /// Parses a JSON body. The Core sends no Content-Type, so none is required.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("Malformed request body: {e}")))

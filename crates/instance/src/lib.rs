@@ -2,6 +2,7 @@
 //! one sudo rule), so the kernel and Slurm enforce that user's permissions on everything it does. It
 //! verifies every Core token itself and serves only the UCloud users the server says map to its uid.
 
+mod audit;
 mod drives;
 mod files_api;
 mod files_search;
@@ -146,9 +147,11 @@ pub fn router(instance: Arc<Instance>) -> Router {
     Router::new()
         .route(&p(protocol::provider::JOBS_CREATE), post(create))
         .route(&p(protocol::provider::JOBS_TERMINATE), post(terminate))
-        .merge(transfers::transfer_routes())
         .with_state(instance.clone())
-        .merge(files_routes(instance))
+        .merge(files_routes(instance.clone()))
+        // User calls only (the layer covers the routes above); transfers carry their own tokens.
+        .layer(axum::middleware::from_fn_with_state(instance.clone(), audit::direct_calls))
+        .merge(transfers::transfer_routes().with_state(instance))
 }
 
 async fn create(State(me): State<Arc<Instance>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {

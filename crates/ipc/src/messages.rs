@@ -70,6 +70,9 @@ pub enum Request {
     RequestCancel { ucloud_id: String },
     /// Instance → server: does `ucloud_user` map to the peer uid (a user connected after the instance started)?
     CheckUser { ucloud_user: String },
+    /// Instance → server: a user call the instance answered without the server seeing it (the ingress
+    /// sent it straight there), for the audit log. Only for UCloud users that map to the peer uid.
+    Audit { ucloud_user: String, action: String, ids: Vec<String>, outcome: String },
     /// Any local user: redeem a connect ticket for the peer uid's own account (`ucim connect`).
     RedeemTicket { ticket: String },
     /// Any local user: the UCloud users mapped to the peer uid.

@@ -30,6 +30,10 @@ struct Line<'a> {
     at: i64,
     #[serde(flatten)]
     event: &'a Event<'a>,
+    /// Who saw the call: absent for the server itself, `instance` for a call an instance answered
+    /// directly (routed there by the ingress) and reported over the socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<&'a str>,
 }
 
 impl Audit {
@@ -46,7 +50,16 @@ impl Audit {
     }
 
     pub fn record(&self, event: &Event<'_>) {
-        let mut line = serde_json::to_vec(&Line { at: store::now_ms(), event }).expect("audit line serialises");
+        self.write(&Line { at: store::now_ms(), event, via: None });
+    }
+
+    /// A call an instance answered without the server seeing it.
+    pub fn record_from_instance(&self, event: &Event<'_>) {
+        self.write(&Line { at: store::now_ms(), event, via: Some("instance") });
+    }
+
+    fn write(&self, line: &Line<'_>) {
+        let mut line = serde_json::to_vec(line).expect("audit line serialises");
         line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = file.as_mut() {
@@ -56,16 +69,4 @@ impl Audit {
             }
         }
     }
-}
-
-/// The `id` of every item in a bulk request body, for the audit line.
-pub fn item_ids(body: &[u8]) -> Vec<String> {
-    #[derive(serde::Deserialize)]
-    struct Item {
-        #[serde(default)]
-        id: Option<String>,
-    }
-    serde_json::from_slice::<protocol::BulkRequest<Item>>(body)
-        .map(|r| r.items.into_iter().filter_map(|i| i.id).take(100).collect())
-        .unwrap_or_default()
 }

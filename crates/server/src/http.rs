@@ -116,7 +116,7 @@ async fn forward_audited(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let user = resolve(server, username)?;
-    let ids = crate::audit::item_ids(&body);
+    let ids = http_api::item_ids(&body);
     let answer = forward(server, &user, &parts.method, &parts.uri, &parts.headers, body).await;
     let status = match &answer {
         Ok(r) => r.status().as_u16(),
@@ -182,7 +182,7 @@ async fn forward(
         ));
     };
     let url = format!("http://127.0.0.1:{port}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-    let mut outgoing = server.proxy.request(method.clone(), url).body(body);
+    let mut outgoing = server.proxy.request(method.clone(), url).body(body).header(http_api::AUDITED_HEADER, "1");
     for name in [axum::http::header::AUTHORIZATION.as_str(), protocol::USERNAME_HEADER] {
         if let Some(value) = headers.get(name) {
             outgoing = outgoing.header(name, value.clone());

@@ -214,6 +214,20 @@ pub async fn handle(server: &Arc<Server>, peer: PeerCred, request: Request) -> R
             }
             Response::Instances { instances: server.instances.list().await }
         }
+        Request::Audit { ucloud_user, action, ids, outcome } => {
+            // The peer uid is the kernel's word; the instance may only speak for users mapped to it.
+            let user = match server.users.resolve(&ucloud_user) {
+                Ok(user) if user.uid == peer.uid => user,
+                _ => {
+                    tracing::warn!(uid = peer.uid, ucloud_user, "refused an audit line for a user not mapped to the peer");
+                    return error(format!("{ucloud_user} is not mapped to uid {}", peer.uid));
+                }
+            };
+            let ids: Vec<String> = ids.into_iter().take(100).collect();
+            let event = crate::audit::Event { ucloud_user: &ucloud_user, unix_user: Some(&user.unix_user), action: &action, ids: &ids, outcome: &outcome };
+            server.audit.record_from_instance(&event);
+            Response::Ok
+        }
         Request::Route { ucloud_user, start } => {
             if !is_admin(peer) {
                 return error("only root or the service user may look up routes");
