@@ -3,14 +3,13 @@
 //! file parameters outside the user's drive are refused before `sbatch`. And jobs submitted with plain
 //! `sbatch` by a connected user appear in UCloud when `[slurm] outside_jobs` is on, and only then.
 
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use protocol::JobState;
 use serde_json::{json, Value};
 

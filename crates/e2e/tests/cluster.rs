@@ -5,12 +5,11 @@
 //! The outage test stops slurmctld for a minute, which would break every other test running at the same
 //! time, so it is `#[ignore]`d and `dev/test.sh` runs it alone after the suite.
 
-mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use protocol::JobState;
 use serde_json::json;
 

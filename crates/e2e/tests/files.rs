@@ -3,14 +3,13 @@
 //! users alice and bob, real sudo, the real kernel. Drive folders live under the stack's own directory,
 //! so nothing in the users' real homes is touched.
 
-mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use protocol::{Drive, ProductReference};
 use reqwest::Method;

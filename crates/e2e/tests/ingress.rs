@@ -1,12 +1,11 @@
 //! `ucim ingress` in front of the real server and instances (real Slurm, users, sudo), over TLS with a
 //! CA made by the test: the stand-in Core calls the ingress only.
 
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const PORT_BASE: u16 = 46000;

@@ -2,13 +2,12 @@
 //! words, why a queued job waits, and a job ending at its time limit. The server needs to be a Slurm
 //! operator for extend and suspend (`dev/setup.sh` makes the service user one).
 
-mod common;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use protocol::{JobState, ProductReference, SimpleDuration};
 use serde_json::{json, Value};
 

@@ -2,12 +2,11 @@
 //! a unix group change, and stop with the server. Uses the users dave and erin, which no other test
 //! touches (their instances and groups are changed here).
 
-mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn instances(stack: &Stack) -> Vec<Value> {

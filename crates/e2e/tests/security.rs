@@ -1,12 +1,11 @@
 //! Bad tokens, other users' jobs, root: refused, with nothing executed.
 
-mod common;
 
 use std::process::Command;
 
 use auth::Claims;
 use base64::Engine;
-use common::*;
+use crate::common::*;
 use protocol::JobState;
 use serde_json::json;
 

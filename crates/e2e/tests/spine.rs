@@ -1,12 +1,11 @@
 //! The spine, end to end: a signed `jobs.create` becomes a real Slurm job run as the mapped unix user,
 //! watched to its end, with every state change delivered to the (stand-in) Core in order.
 
-mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use protocol::JobState;
 use serde_json::json;
 

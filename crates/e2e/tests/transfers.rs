@@ -3,7 +3,6 @@
 //! the instance's port directly (in production the ingress forwards there by `usernameHint`).
 //! Resumable WEBSOCKET_V2 folder uploads, CHUNKED, ranged and folder downloads, and the refusals.
 
-mod common;
 #[path = "transfers/browser.rs"]
 mod browser;
 
@@ -13,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use browser::Item;
-use common::*;
+use crate::common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

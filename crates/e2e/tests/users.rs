@@ -1,11 +1,10 @@
 //! Issue 4 end to end: connections with tickets, the account hook, many-to-one, IPC authorisation. Real
 //! users (alice, bob, carol, mallory, ucimshared from dev/setup.sh), real sudo, real Slurm.
 
-mod common;
 
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use protocol::JobState;
 use reqwest::Method;
 use serde_json::{json, Value};
