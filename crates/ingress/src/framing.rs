@@ -86,6 +86,13 @@ fn framing_of(head: &[u8]) -> BodyFraming {
     }
 }
 
+/// Skips up to `left` bytes of `data`: how many were skipped, and whether that was the last of them.
+fn skip(left: &mut u64, data: &[u8]) -> (usize, bool) {
+    let take = (*left).min(data.len() as u64);
+    *left -= take;
+    (take as usize, *left == 0)
+}
+
 /// Appends to `line` up to and including the first `\n` in `data`; returns bytes used and whether the
 /// line ended.
 fn take_line(line: &mut Vec<u8>, data: &[u8]) -> (usize, bool) {
@@ -149,12 +156,11 @@ impl FramingFollower {
                     used
                 }
                 State::Body(n) => {
-                    let take = (*n).min(data.len() as u64);
-                    *n -= take;
-                    if *n == 0 {
+                    let (take, done) = skip(n, data);
+                    if done {
                         self.state = State::Head(Vec::new());
                     }
-                    take as usize
+                    take
                 }
                 State::ChunkSize(line) => {
                     let (used, done) = take_line(line, data);
@@ -172,12 +178,11 @@ impl FramingFollower {
                     used
                 }
                 State::ChunkData(n) => {
-                    let take = (*n).min(data.len() as u64);
-                    *n -= take;
-                    if *n == 0 {
+                    let (take, done) = skip(n, data);
+                    if done {
                         self.state = State::ChunkSize(Vec::new());
                     }
-                    take as usize
+                    take
                 }
                 State::Trailers(line) => {
                     let (used, done) = take_line(line, data);

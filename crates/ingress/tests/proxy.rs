@@ -10,6 +10,7 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use ingress::Metrics;
 use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ALICE: &str = "YWxpY2UjMQ=="; // "alice#1"
 
@@ -239,7 +240,6 @@ async fn smuggling_shapes_and_oversize_heads_are_refused() {
 
 #[tokio::test]
 async fn slow_heads_time_out_and_stale_routes_fall_back_to_the_server() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = setup("timeouts", |s| s.header_read_timeout = Duration::from_millis(500)).await;
     let config = s.ca.client_config(&[b"http/1.1"]);
     // A head that never ends: the connection is closed after the header read timeout.
