@@ -56,7 +56,13 @@ id mallory >/dev/null 2>&1 || useradd -m -s /bin/bash mallory
 # --- build and install the binary where the sudoers rule names it
 if [ "$PROFILE" = release ]; then flag=--release; else flag=; fi
 log "building ucim ($PROFILE)"
-cargo build -q $flag -p ucim -p ucloud-sim --bins
+if [ "${UCIM_SETUP_TESTS:-0}" = 1 ]; then
+  # dev/test.sh: the tests too, in the same build, so dependencies are compiled once with one feature set
+  # (a bins-only build resolves features without the tests' dev-dependencies and compiles some twice).
+  cargo build -q $flag --workspace --bins --tests
+else
+  cargo build -q $flag -p ucim -p ucloud-sim --bins
+fi
 target=${CARGO_TARGET_DIR:-target}
 install -D -m 0755 "$target/$PROFILE/ucim" /usr/local/lib/ucim/ucim
 install -D -m 0755 "$target/$PROFILE/ucloud-sim" /usr/local/lib/ucim/ucloud-sim
