@@ -326,7 +326,6 @@ async fn stop_if_unused(server: &Server, uid: u32) {
     }
 }
 
-/// The page the browser lands on after `connect` in ticket mode.
 /// The page `connect` sends the browser to: a ticket's instructions, or (`pending`) word that the account
 /// is still being made.
 pub fn instructions_page(server: &Server, ticket: Option<&str>, pending: bool) -> Response {

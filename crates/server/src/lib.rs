@@ -51,7 +51,7 @@ pub struct Server {
     pub transfer_secret: Vec<u8>,
     /// Instance starts asked for by unauthenticated browser traffic (through the ingress).
     pub browser_starts: start_budget::StartBudget,
-    /// UCloud users whose account hook is still running after their `connect` was answered.
+    /// UCloud users whose account hook is running (a second `connect` meanwhile does not start another).
     pub connecting: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
