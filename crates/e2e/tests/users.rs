@@ -205,15 +205,19 @@ async fn ipc_answers_by_peer_uid_only() {
             json!({"type": "list_connections"}),
             json!({"type": "list_instances"}),
             json!({"type": "hello", "nonce": "guess"}),
+            // An audit line in alice's name, from bob's uid.
+            json!({"type": "audit", "ucloud_user": "alice#1234", "action": "POST /jobs/terminate", "ids": [job], "outcome": "200"}),
             json!({"type": "who_am_i"}),
         ],
     );
-    for (i, a) in answers[..12].iter().enumerate() {
+    for (i, a) in answers[..13].iter().enumerate() {
         assert_eq!(a["type"], "error", "request {i} was answered for bob: {a}");
     }
+    let audit = std::fs::read_to_string(stack.dir.join("db/audit.jsonl")).unwrap_or_default();
+    assert!(!audit.contains("POST /jobs/terminate"), "a forged audit line was written: {audit}");
     // bob learns about himself only.
-    assert_eq!(answers[12]["users"].as_array().unwrap().len(), 1, "{}", answers[12]);
-    assert_eq!(answers[12]["users"][0]["ucloud_user"], "bob#1");
+    assert_eq!(answers[13]["users"].as_array().unwrap().len(), 1, "{}", answers[13]);
+    assert_eq!(answers[13]["users"][0]["ucloud_user"], "bob#1");
     // Nothing changed for alice.
     let users = stdout(&stack.admin(&["users"]));
     assert!(users.contains("alice#1234") && users.contains("alice"), "{users}");
