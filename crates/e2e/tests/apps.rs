@@ -73,8 +73,16 @@ async fn template_parameters_arrive_verbatim_and_execute_nothing() {
     assert!(!Path::new(MARKER).exists(), "a parameter value executed");
     // The newline + `#SBATCH` in the value is no directive: the job got the product's 1 GiB.
     let slurm_id = stack.slurm_id(&job);
-    let out = Command::new("sacct").args(["-X", "-n", "-P", "-j", &slurm_id.to_string(), "-o", "ReqTRES"]).output().unwrap();
-    let tres = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // (slurmdbd may answer late or not at all while the cluster is busy: ask a few times.)
+    let mut tres = String::new();
+    for _ in 0..20 {
+        let out = Command::new("sacct").args(["-X", "-n", "-P", "-j", &slurm_id.to_string(), "-o", "ReqTRES"]).output().unwrap();
+        tres = format!("{}{}", String::from_utf8_lossy(&out.stdout).trim(), String::from_utf8_lossy(&out.stderr).trim());
+        if tres.contains("mem=") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert!(tres.contains("mem=1G") || tres.contains("mem=1024M"), "ReqTRES {tres:?}");
 
     // Outside the drive: `..`, a symlink out of it, a path that is no UCloud path. Refused with 400 before

@@ -65,6 +65,8 @@ async fn terminate_cancels_a_running_job() {
     stack.wait_state(&job, JobState::Success, 60).await;
     let last = stack.sim.job_updates(&job).last().cloned().unwrap();
     assert!(last.status.as_deref().unwrap().contains("cancelled by the user"), "{last:?}");
+    // Accounting says CANCELLED (and ucim reports it) while slurmctld may still show the job COMPLETING.
+    wait_slurm_ended(slurm_id, 30).await;
     assert!(squeue_state(slurm_id).starts_with("CANCELLED"), "slurm says {}", squeue_state(slurm_id));
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ipc::{Connection, JobInfo, PeerCred, Request, Response};
-use store::Inserted;
+use store::{Inserted, JobLimits};
 
 use crate::connect;
 use crate::instances::Handshake;
@@ -78,11 +78,9 @@ pub async fn handle(server: &Arc<Server>, peer: PeerCred, request: Request) -> R
                 tracing::warn!(uid = peer.uid, ucloud_user, "refused to register a job for another user");
                 return error(format!("{ucloud_user} is not mapped to uid {}", peer.uid));
             }
-            match store.insert_job(&ucloud_id, &ucloud_user, peer.uid, &phase_to_text(&slurm::watch::Phase::Queued)) {
-                Ok(Inserted::New) => match store.set_job_limits(&ucloud_id, memory_mb, time_limit_minutes) {
-                    Ok(()) => Response::Ok,
-                    Err(e) => internal(e),
-                },
+            let queued = phase_to_text(&slurm::watch::Phase::Queued);
+            match store.insert_job(&ucloud_id, &ucloud_user, peer.uid, &queued, JobLimits { memory_mb, time_limit_minutes }) {
+                Ok(Inserted::New) => Response::Ok,
                 Ok(Inserted::Existing(row)) if row.uid != peer.uid => error(format!("Job {ucloud_id} belongs to someone else")),
                 Ok(Inserted::Existing(row)) => match row.slurm_id {
                     Some(slurm_id) => Response::AlreadySubmitted { slurm_id },

@@ -1,4 +1,5 @@
-//! Watches every tracked job with one `squeue` and one `sacct` call per cycle, turns Slurm phase changes
+//! Watches every tracked job with one `squeue` call per cycle, and one `sacct` about the jobs squeue does
+//! not show waiting or running (ends need sacct's exit codes; nothing else does), turns Slurm phase changes
 //! into UCloud job updates, and records each change with its updates in one transaction (then the outbox
 //! delivers them). While a job waits, why it waits is told in words whenever the reason changes.
 //!
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::{JobState, JobUpdate};
-use slurm::watch::{End, Phase, Transition, Watcher};
+use slurm::watch::{accounting_ids, End, Phase, Transition, Watcher};
 use slurm::{
     end_message, pending_reason_text, CycleOutcome, ExitStatus, Pacer, QueueRow, SlurmClient, SlurmJobId,
     SlurmState,
@@ -172,20 +173,21 @@ impl Monitor {
         }
         let calls_before = self.slurm.calls();
         let started = Instant::now();
-        let (queue, acct) = match &outside {
-            None => tokio::join!(self.slurm.squeue(&ids), self.slurm.sacct(&ids)),
+        let queue = match &outside {
+            None => self.slurm.squeue(&ids).await,
             Some(outside) => {
-                // One listing of every job replaces `squeue -j IDS`; sacct only when something is tracked.
-                let acct = async { if ids.is_empty() { Ok(Vec::new()) } else { self.slurm.sacct(&ids).await } };
-                let (listing, acct) = tokio::join!(self.slurm.squeue_all(), acct);
-                let queue = listing.map(|listing| {
+                // One listing of every job replaces `squeue -j IDS`.
+                self.slurm.squeue_all().await.map(|listing| {
                     let tracked: std::collections::HashSet<SlurmJobId> = ids.iter().copied().collect();
                     outside.consider(&listing, &tracked);
                     listing.into_iter().map(|j| j.row).filter(|r| tracked.contains(&r.id)).collect::<Vec<_>>()
-                });
-                (queue, acct)
+                })
             }
         };
+        // squeue first: sacct only about jobs it does not show waiting or running (none while a burst of
+        // new jobs waits, which keeps slurmdbd's database out of the way of their submission).
+        let ask = accounting_ids(&ids, queue.as_deref().ok());
+        let acct = if ask.is_empty() { Ok(Vec::new()) } else { self.slurm.sacct(&ask).await };
         report.took = started.elapsed();
         report.slurm_calls = self.slurm.calls() - calls_before;
         if let Err(e) = &queue {

@@ -1,6 +1,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
+use store::JobLimits;
+
 use super::*;
 
 fn facts() -> JobFacts {
@@ -129,8 +131,7 @@ fn statuses(store: &Store) -> Vec<(Option<JobState>, String)> {
 async fn a_cycle_tells_reasons_once_survives_failures_and_ends_with_words() {
     let fake = FakeSlurm::new("cycle");
     let store = Arc::new(Store::open_in_memory().unwrap());
-    store.insert_job("j1", "alice#1", 1001, "queued").unwrap();
-    store.set_job_limits("j1", Some(1024), Some(1)).unwrap();
+    store.insert_job("j1", "alice#1", 1001, "queued", JobLimits { memory_mb: Some(1024), time_limit_minutes: Some(1) }).unwrap();
     store.confirm_submission("j1", 42, &[]).unwrap();
     let slurm = Arc::new(SlurmClient::new(Some(fake.dir.clone()), Duration::from_secs(5)));
     let monitor = Monitor::new(store.clone(), slurm, Arc::new(Notify::new()));
@@ -138,7 +139,7 @@ async fn a_cycle_tells_reasons_once_survives_failures_and_ends_with_words() {
 
     fake.answer("squeue", "42|PENDING|BeginTime|1001\n", 0);
     let r = monitor.cycle().await;
-    assert_eq!((r.slurm_calls, r.transitions, r.reasons), (2, 0, 1));
+    assert_eq!((r.slurm_calls, r.transitions, r.reasons), (1, 0, 1), "a waiting job needs no sacct");
     assert!(r.busy, "just submitted");
     assert!(!r.outcome().failed);
     let r = monitor.cycle().await;
@@ -168,7 +169,7 @@ async fn a_cycle_tells_reasons_once_survives_failures_and_ends_with_words() {
     fake.answer("squeue", "", 0);
     fake.answer("sacct", "42|TIMEOUT|0:0|2024-01-01T00:00:00|2024-01-01T00:01:00|00:01:00|vm\n", 0);
     let r = monitor.cycle().await;
-    assert_eq!(r.transitions, 1);
+    assert_eq!((r.slurm_calls, r.transitions), (2, 1), "squeue forgot it: sacct is asked");
     assert!(r.busy);
     assert_eq!(monitor.tracked_count(), 0);
 

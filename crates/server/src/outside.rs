@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use core_client::CoreClient;
 use protocol::{BulkRequest, BulkResponse, FindByStringId, JobSpecification, JobUpdate, NameAndVersion, ProductReference, RegisterJob, SimpleDuration};
 use slurm::{ListedJob, SlurmJobId};
-use store::Store;
+use store::{JobLimits, Store};
 
 /// The application name outside jobs carry, as UCloud's own integration module uses.
 const UNKNOWN_APP: &str = "unknown";
@@ -194,8 +194,7 @@ impl Outside {
             let update = serde_json::to_string(&update).expect("JobUpdate serialises");
             let stored = self
                 .store
-                .insert_job(&id, owner, *uid, "queued")
-                .and_then(|_| self.store.set_job_limits(&id, None, *minutes))
+                .insert_job(&id, owner, *uid, "queued", JobLimits { memory_mb: None, time_limit_minutes: *minutes })
                 .and_then(|_| self.store.confirm_submission(&id, *slurm_id, &[update]));
             match stored {
                 Ok(_) => {

@@ -1,16 +1,38 @@
 //! The batched watcher: one squeue and one sacct answer per cycle for all tracked jobs, turned into phase
 //! transitions. Pure logic, no IO, so every rule can be tested without Slurm.
 //!
+//! sacct is the expensive call (slurmctld answers squeue from memory; sacct goes through slurmdbd to its
+//! database), and only ends need it, so a cycle asks sacct only about the jobs [`accounting_ids`] picks.
+//!
 //! The two sources disagree in known ways: squeue is live but forgets finished jobs after MinJobAge and has
 //! no exit code; sacct has exit codes but lags (RUNNING shows ~5 s late) and may be disabled. Hence: live
 //! phases come from squeue, ends preferably from sacct, and nothing is ever concluded from a job's absence
 //! or from a failed call.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::parse::{AcctRow, QueueRow};
 use crate::state::{ExitStatus, SlurmState};
 use crate::SlurmJobId;
+
+/// The jobs of `ids` to ask sacct about, given this cycle's squeue answer (`None`: squeue failed, so all
+/// of them). A job squeue shows waiting or running has not ended, and live phases come from squeue alone,
+/// so sacct could add nothing about it; every other job (completing, ended, in an unknown state, or not
+/// shown at all) is asked about. When none is left, pass `Some(&[])` to [`Watcher::cycle`] for sacct.
+pub fn accounting_ids(ids: &[SlurmJobId], squeue: Option<&[QueueRow]>) -> Vec<SlurmJobId> {
+    let Some(rows) = squeue else { return ids.to_vec() };
+    let settled: HashSet<SlurmJobId> = rows
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.state,
+                SlurmState::Pending | SlurmState::Configuring | SlurmState::Running | SlurmState::Suspended | SlurmState::Resizing
+            )
+        })
+        .map(|r| r.id)
+        .collect();
+    ids.iter().copied().filter(|id| !settled.contains(id)).collect()
+}
 
 /// Successful sacct cycles without an end for a job squeue shows finished, after which squeue's state is
 /// taken as the end (accounting lagging badly, disabled, or stuck on a runaway record).

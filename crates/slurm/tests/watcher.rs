@@ -1,6 +1,6 @@
 //! Every rule of `Watcher::cycle`, one test each, through the public API only.
 
-use slurm::watch::{End, Phase, Transition, Watcher, SQUEUE_END_AFTER_CYCLES};
+use slurm::watch::{accounting_ids, End, Phase, Transition, Watcher, SQUEUE_END_AFTER_CYCLES};
 use slurm::{AcctRow, ExitStatus, QueueRow, SlurmState};
 
 fn q(id: u64, state: &str, reason: &str) -> QueueRow {
@@ -406,4 +406,44 @@ fn track_untrack_and_reload() {
     w.untrack(2);
     w.untrack(99);
     assert_eq!(w.tracked_ids(), vec![1]);
+}
+
+#[test]
+fn sacct_is_asked_only_about_jobs_squeue_does_not_show_waiting_or_running() {
+    let ids = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+    let squeue = [
+        q(1, "PENDING", "Priority"),
+        q(2, "CONFIGURING", "None"),
+        q(3, "RUNNING", "None"),
+        q(4, "SUSPENDED", "None"),
+        q(5, "COMPLETING", "None"),
+        q(6, "COMPLETED", "None"),
+        q(7, "REQUEUED", "None"),
+        q(8, "SPECIAL_EXIT", "None"),
+        // 9: squeue does not show it
+    ];
+    assert_eq!(accounting_ids(&ids, Some(&squeue)), [5, 6, 7, 8, 9]);
+    assert_eq!(accounting_ids(&ids, None), ids, "squeue failed: ask about all");
+    assert!(accounting_ids(&ids[..4], Some(&squeue)).is_empty(), "a queue of waiting and running jobs needs no sacct");
+}
+
+/// Cycles as the monitor runs them: sacct answers only about the ids `accounting_ids` picked.
+fn cycle_asking_sacct_only_when_needed(w: &mut Watcher, squeue: &[QueueRow], accounting: &[AcctRow]) -> (Vec<Transition>, Vec<u64>) {
+    let asked = accounting_ids(&w.tracked_ids(), Some(squeue));
+    let answer: Vec<AcctRow> = accounting.iter().filter(|r| asked.contains(&r.id)).cloned().collect();
+    (w.cycle(Some(squeue), Some(&answer)), asked)
+}
+
+#[test]
+fn ends_are_still_found_when_sacct_is_asked_only_about_some_jobs() {
+    let mut w = watcher(&[(1, Phase::Queued), (2, Phase::Running), (3, Phase::Running)]);
+    // Job 1 waits again after a requeue; the accounting database still has its first run's failure.
+    let accounting = [a(1, "FAILED", "1:0", true), a(2, "COMPLETED", "0:0", true), a(3, "OUT_OF_MEMORY", "0:125", true)];
+    let (t, asked) = cycle_asking_sacct_only_when_needed(&mut w, &[q(1, "PENDING", "None"), q(2, "RUNNING", "None"), q(3, "COMPLETING", "None")], &accounting);
+    assert_eq!(asked, [3]);
+    assert_eq!(t, vec![to(3, ended("OUT_OF_MEMORY", Some((0, 125))))], "an ending job's end comes with its exit code");
+    let (t, asked) = cycle_asking_sacct_only_when_needed(&mut w, &[q(1, "PENDING", "None")], &accounting);
+    assert_eq!(asked, [2], "squeue forgot job 2: sacct is asked");
+    assert_eq!(t, vec![to(2, ended("COMPLETED", Some((0, 0))))]);
+    assert_eq!(w.phase(1), Some(&Phase::Queued), "a waiting job is not ended by an old accounting record");
 }

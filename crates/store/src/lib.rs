@@ -1,5 +1,12 @@
 //! The server's database. SQLite, WAL mode, migrations applied on open.
 //!
+//! Durability: a commit is in the WAL (safe from a crash of the server) when it returns, and on disk
+//! (safe from a power loss) within about a second, when the checkpointer thread syncs the WAL. Commits
+//! do not wait for the disk: on a busy host one `fsync` can take hundreds of milliseconds (it flushes
+//! the whole file system's journal), and every user call would queue behind it. The few writes a power
+//! loss must never undo (user mappings and tickets) go through [`Store::durable`] and are synced before
+//! they return.
+//!
 //! The store knows jobs, user mappings and the outbox, but not what a Slurm phase or a UCloud update looks
 //! like: those arrive as opaque text from the server. Every state change of a job and the updates it
 //! causes are written in one transaction, so a crash can never record one without the other.
@@ -9,9 +16,11 @@ mod users;
 
 pub use users::{Redemption, TicketRow, UserMapping};
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -21,6 +30,20 @@ pub type Result<T> = std::result::Result<T, DbError>;
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Dropping it stops the checkpointer thread (file-backed stores only).
+    _checkpointer: Option<mpsc::Sender<()>>,
+}
+
+/// How often the checkpointer syncs the WAL and copies it into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// What a job was submitted with, recorded before `sbatch` runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JobLimits {
+    /// Memory per node, MiB.
+    pub memory_mb: Option<u64>,
+    /// The Slurm time limit in minutes.
+    pub time_limit_minutes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,8 +85,11 @@ pub fn now_ms() -> i64 {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
-        let conn = Connection::open(path)?;
-        Store::init(conn)
+        let mut store = Store::init(Connection::open(path)?)?;
+        // The checkpointer does the syncing, on its own connection and thread, so commits never wait for it.
+        store.conn().pragma_update(None, "wal_autocheckpoint", 0)?;
+        store._checkpointer = Some(spawn_checkpointer(Connection::open(path)?)?);
+        Ok(store)
     }
 
     pub fn open_in_memory() -> Result<Store> {
@@ -72,32 +98,49 @@ impl Store {
 
     fn init(mut conn: Connection) -> Result<Store> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a delivered state change must survive power loss, not just a process crash.
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        // NORMAL: a commit is written to the WAL, not synced (see the module docs).
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
         migrations::apply(&mut conn)?;
-        Ok(Store { conn: Mutex::new(conn) })
+        Ok(Store { conn: Mutex::new(conn), _checkpointer: None })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back), so go on.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection with every commit synced to disk before it returns (and with it everything
+    /// committed earlier): for writes a power loss must not undo.
+    fn durable(&self) -> Result<Durable<'_>> {
+        let conn = self.conn();
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(Durable(conn))
     }
 
     // ---------------------------------------------------------------- jobs
 
     /// Records that `uid` is about to submit `ucloud_id`, before `sbatch` runs, so a crash in between
     /// leaves a trace rather than an untracked Slurm job.
-    pub fn insert_job(&self, ucloud_id: &str, ucloud_user: &str, uid: u32, phase: &str) -> Result<Inserted> {
+    pub fn insert_job(&self, ucloud_id: &str, ucloud_user: &str, uid: u32, phase: &str, limits: JobLimits) -> Result<Inserted> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         if let Some(existing) = tx.query_row(&job_select("WHERE ucloud_id = ?1"), [ucloud_id], job_from_row).optional()? {
             return Ok(Inserted::Existing(existing));
         }
         tx.execute(
-            "INSERT INTO jobs (ucloud_id, ucloud_user, uid, phase, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![ucloud_id, ucloud_user, uid, phase, now_ms()],
+            "INSERT INTO jobs (ucloud_id, ucloud_user, uid, phase, created_at, memory_mb, time_limit_minutes) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                ucloud_id,
+                ucloud_user,
+                uid,
+                phase,
+                now_ms(),
+                limits.memory_mb.map(|m| m as i64),
+                limits.time_limit_minutes.map(|m| m as i64)
+            ],
         )?;
         tx.commit()?;
         Ok(Inserted::New)
@@ -167,15 +210,6 @@ impl Store {
         )?;
         enqueue(&tx, ucloud_id, updates)?;
         tx.commit()
-    }
-
-    /// What the job was submitted with (memory per node, time limit), recorded before `sbatch`.
-    pub fn set_job_limits(&self, ucloud_id: &str, memory_mb: Option<u64>, time_limit_minutes: Option<u64>) -> Result<()> {
-        self.conn().execute(
-            "UPDATE jobs SET memory_mb = ?2, time_limit_minutes = ?3 WHERE ucloud_id = ?1",
-            params![ucloud_id, memory_mb.map(|m| m as i64), time_limit_minutes.map(|m| m as i64)],
-        )?;
-        Ok(())
     }
 
     /// The time limit was changed in Slurm: store it and queue the updates that tell the Core, atomically.
@@ -291,3 +325,46 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
 
 #[cfg(test)]
 mod tests;
+
+/// The store's connection in FULL sync mode; back to NORMAL when dropped.
+struct Durable<'a>(MutexGuard<'a, Connection>);
+
+impl Deref for Durable<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0
+    }
+}
+
+impl DerefMut for Durable<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.0
+    }
+}
+
+impl Drop for Durable<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.pragma_update(None, "synchronous", "NORMAL");
+    }
+}
+
+/// Syncs the WAL and copies it into the database every [`CHECKPOINT_EVERY`], until the returned sender
+/// is dropped. PASSIVE: it never blocks the store's writers (they append to the WAL meanwhile).
+fn spawn_checkpointer(conn: Connection) -> Result<mpsc::Sender<()>> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!("database checkpoint failed (retried in a second): {e}");
+                }
+            }
+        })
+        .map_err(|e| {
+            let code = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR);
+            DbError::SqliteFailure(code, Some(format!("cannot start the checkpointer thread: {e}")))
+        })?;
+    Ok(stop)
+}

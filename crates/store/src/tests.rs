@@ -17,8 +17,8 @@ fn user_mapping_round_trip() {
 #[test]
 fn job_life_and_outbox_order() {
     let s = Store::open_in_memory().unwrap();
-    assert_eq!(s.insert_job("10", "alice#1", 1001, "queued").unwrap(), Inserted::New);
-    assert!(matches!(s.insert_job("10", "alice#1", 1001, "queued").unwrap(), Inserted::Existing(_)));
+    assert_eq!(s.insert_job("10", "alice#1", 1001, "queued", JobLimits::default()).unwrap(), Inserted::New);
+    assert!(matches!(s.insert_job("10", "alice#1", 1001, "queued", JobLimits::default()).unwrap(), Inserted::Existing(_)));
     assert!(s.active_jobs().unwrap().is_empty(), "no slurm id yet");
     assert!(s.confirm_submission("10", 77, &["u1".into()]).unwrap());
     assert!(!s.confirm_submission("10", 78, &["again".into()]).unwrap(), "second confirm is refused");
@@ -38,9 +38,9 @@ fn job_life_and_outbox_order() {
 #[test]
 fn limits_are_recorded_and_a_new_time_limit_comes_with_its_updates() {
     let s = Store::open_in_memory().unwrap();
-    s.insert_job("7", "alice#1", 1001, "queued").unwrap();
-    assert_eq!(s.job("7").unwrap().unwrap().time_limit_minutes, None);
-    s.set_job_limits("7", Some(4096), Some(60)).unwrap();
+    s.insert_job("6", "alice#1", 1001, "queued", JobLimits::default()).unwrap();
+    assert_eq!(s.job("6").unwrap().unwrap().time_limit_minutes, None);
+    s.insert_job("7", "alice#1", 1001, "queued", JobLimits { memory_mb: Some(4096), time_limit_minutes: Some(60) }).unwrap();
     let row = s.job("7").unwrap().unwrap();
     assert_eq!((row.memory_mb, row.time_limit_minutes), (Some(4096), Some(60)));
     s.record_time_limit("7", 90, &["extended".into()]).unwrap();
@@ -53,8 +53,8 @@ fn limits_are_recorded_and_a_new_time_limit_comes_with_its_updates() {
 #[test]
 fn unsubmitted_job_can_be_forgotten_but_submitted_cannot() {
     let s = Store::open_in_memory().unwrap();
-    s.insert_job("1", "a", 1001, "q").unwrap();
-    s.insert_job("2", "a", 1001, "q").unwrap();
+    s.insert_job("1", "a", 1001, "q", JobLimits::default()).unwrap();
+    s.insert_job("2", "a", 1001, "q", JobLimits::default()).unwrap();
     s.confirm_submission("2", 5, &[]).unwrap();
     assert!(s.delete_unsubmitted_job("1").unwrap());
     assert!(!s.delete_unsubmitted_job("2").unwrap());
@@ -117,4 +117,34 @@ fn a_reverted_redemption_restores_the_ticket_and_the_old_mapping() {
     assert_eq!(s.user("alice#1").unwrap(), before);
     assert!(s.ticket("h").unwrap().unwrap().redeemed_at.is_none());
     assert!(!s.user("alice#1").unwrap().unwrap().expired(i64::MAX));
+}
+
+#[test]
+fn a_file_store_syncs_in_the_background_and_durable_writes_at_once() {
+    let dir = std::env::temp_dir().join(format!("ucim-store-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ucim.db");
+    let synchronous = |s: &Store| s.conn().query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0)).unwrap();
+    {
+        let s = Store::open(&path).unwrap();
+        assert_eq!(synchronous(&s), 1, "ordinary commits are not synced (NORMAL)");
+        s.map_user("alice#1", "alice", 1001).unwrap();
+        assert_eq!(synchronous(&s), 1, "a durable write puts NORMAL back");
+        let before = std::fs::metadata(&path).unwrap().len();
+        for i in 0..200 {
+            s.insert_job(&format!("j{i}"), "alice#1", 1001, "queued", JobLimits::default()).unwrap();
+        }
+        // Only a checkpoint writes the database file itself; commits go to the WAL.
+        let t = std::time::Instant::now();
+        while std::fs::metadata(&path).unwrap().len() <= before {
+            assert!(t.elapsed() < std::time::Duration::from_secs(10), "the checkpointer never ran");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.user("alice#1").unwrap().unwrap().uid, 1001);
+    assert!(s.job("j199").unwrap().is_some());
+    drop(s);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

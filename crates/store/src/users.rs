@@ -59,11 +59,11 @@ impl Store {
         source: &str,
         expires_at: Option<i64>,
     ) -> Result<()> {
-        upsert_mapping(&self.conn(), ucloud_user, unix_user, uid, source, expires_at)
+        upsert_mapping(&*self.durable()?, ucloud_user, unix_user, uid, source, expires_at)
     }
 
     pub fn unmap_user(&self, ucloud_user: &str) -> Result<bool> {
-        Ok(self.conn().execute("DELETE FROM user_map WHERE ucloud_user = ?1", [ucloud_user])? > 0)
+        Ok(self.durable()?.execute("DELETE FROM user_map WHERE ucloud_user = ?1", [ucloud_user])? > 0)
     }
 
     pub fn user(&self, ucloud_user: &str) -> Result<Option<UserMapping>> {
@@ -89,7 +89,7 @@ impl Store {
 
     /// Stores a new ticket for `ucloud_user`; older unredeemed tickets of that user stop working.
     pub fn create_ticket(&self, hash: &str, ucloud_user: &str, expires_at: i64) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.durable()?;
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM tickets WHERE ucloud_user = ?1 AND redeemed_at IS NULL", [ucloud_user])?;
         tx.execute(
@@ -127,7 +127,7 @@ impl Store {
         mapping_expires_at: Option<i64>,
     ) -> Result<Redemption> {
         let now = now_ms();
-        let mut conn = self.conn();
+        let mut conn = self.durable()?;
         let tx = conn.transaction()?;
         let Some(ticket) = tx
             .query_row(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE hash = ?1"), [hash], ticket_from_row)
@@ -168,7 +168,7 @@ impl Store {
 
     /// Undoes a redemption the Core did not accept: the ticket works again and the mapping is what it was.
     pub fn revert_redemption(&self, hash: &str, ucloud_user: &str, previous: Option<&UserMapping>) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.durable()?;
         let tx = conn.transaction()?;
         tx.execute("UPDATE tickets SET redeemed_at = NULL, redeemed_uid = NULL WHERE hash = ?1", [hash])?;
         restore(&tx, ucloud_user, previous)?;
@@ -177,7 +177,7 @@ impl Store {
 
     /// Puts `ucloud_user`'s mapping back to `previous` (none: unmapped).
     pub fn restore_mapping(&self, ucloud_user: &str, previous: Option<&UserMapping>) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.durable()?;
         let tx = conn.transaction()?;
         restore(&tx, ucloud_user, previous)?;
         tx.commit()
