@@ -75,6 +75,8 @@ pub struct Options {
     pub extra: String,
     /// TOML lines added to `[slurm]`.
     pub slurm: String,
+    /// `slurm.poll_interval_ms` (300 if unset: tests want to see changes quickly).
+    pub poll_interval_ms: Option<u64>,
     /// Put `ucim ingress` (TLS, with a CA made for the test) in front: the sim then calls the ingress.
     pub ingress: Option<IngressOptions>,
 }
@@ -145,7 +147,7 @@ audit_log = "{dir}/db/audit.jsonl"
 {server_extra}
 
 [slurm]
-poll_interval_ms = 300
+poll_interval_ms = {poll_interval_ms}
 {slurm_extra}
 
 [products.cpu-1]
@@ -177,6 +179,7 @@ script = 'printf "%s" "$UCLOUD_PARAM_value" > echoed.txt'
             max_instances = options.max_instances.unwrap_or(20),
             server_extra = options.server,
             slurm_extra = options.slurm,
+            poll_interval_ms = options.poll_interval_ms.unwrap_or(300),
             users = options.users,
             sim_url = sim.url(),
             dir = dir.display(),
