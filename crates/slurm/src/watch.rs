@@ -1,5 +1,5 @@
-//! The batched watcher: one squeue and one sacct answer per cycle for all tracked jobs, turned into phase
-//! transitions. Pure logic, no IO, so every rule can be tested without Slurm.
+//! The batched watcher: one squeue answer and at most one sacct answer per cycle for all tracked jobs,
+//! turned into phase transitions. Pure logic, no IO, so every rule can be tested without Slurm.
 //!
 //! sacct is the expensive call (slurmctld answers squeue from memory; sacct goes through slurmdbd to its
 //! database), and only ends need it, so a cycle asks sacct only about the jobs [`accounting_ids`] picks.
