@@ -2,9 +2,7 @@
 //! a unix group change, and stop with the server. Uses the users dave and erin, which no other test
 //! touches (their instances and groups are changed here).
 
-
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -23,17 +21,6 @@ fn instance_pid(stack: &Stack, user: &str) -> Option<i32> {
 fn instance_processes(user: &str) -> Vec<i32> {
     let out = Command::new("pgrep").args(["-u", user, "-f", "ucim user$"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
-}
-
-async fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// A cheap user-scoped call that needs the instance: terminating a job the provider never saw (404).

@@ -365,8 +365,10 @@ async fn many_to_one_keeps_users_apart() {
     assert!(r.accepted_by_core(), "{r:?}");
     stack.wait_state(&ann_job, JobState::Running, 60).await;
     let slurm_id = stack.slurm_id(&ann_job);
-    let out = std::fs::read_to_string(stack.job_dir("ucimshared", &ann_job).join("stdout.txt")).unwrap();
-    assert!(out.contains("(ucimshared)"), "{out}");
+    // Slurm says RUNNING before slurmstepd has opened the output file.
+    let out_path = stack.job_dir("ucimshared", &ann_job).join("stdout.txt");
+    let read = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    wait_until("ann's job to print its id", 30, || read().contains("(ucimshared)")).await;
 
     // ben runs as the same unix user, so only ucim stands between him and ann's job.
     let job_json = stack.sim.job(&ann_job).unwrap();

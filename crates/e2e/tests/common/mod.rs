@@ -428,6 +428,18 @@ pub async fn wait_slurm_ended(slurm_id: u64, secs: u64) {
     }
 }
 
+/// Polls `check` every 200 ms until it holds; panics naming `what` after `secs`.
+pub async fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
 pub fn text(v: &str) -> Value {
     json!({"type": "text", "value": v})
 }
