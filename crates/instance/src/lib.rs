@@ -31,7 +31,7 @@ pub struct Instance {
     pub setup: InstanceSetup,
     verifier: auth::TokenVerifier,
     pub slurm: slurm::SlurmClient,
-    socket: PathBuf,
+    server: ipc::Client,
     pub home: PathBuf,
     /// UCloud users this instance serves: those in the setup, plus those the server confirmed later (users
     /// connected after the instance started).
@@ -39,12 +39,10 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// One short IPC exchange with the server; authorised there by our uid.
+    /// One short IPC exchange with the server; authorised there by our uid. The connections are kept: the
+    /// instance lives exactly as long as the server, so a broken one means the server is gone.
     pub async fn ask(&self, request: &Request) -> Result<IpcResponse, ApiError> {
-        let mut conn = ipc::Connection::connect(&self.socket)
-            .await
-            .map_err(|e| ApiError::internal("cannot reach the ucim server", e))?;
-        conn.call(request).await.map_err(|e| ApiError::internal("ucim server did not answer", e))
+        self.server.call(request).await.map_err(|e| ApiError::internal("ucim server did not answer", e))
     }
 
     /// Checks the token and that the call is for a UCloud user this instance serves.
@@ -121,7 +119,7 @@ pub async fn run() -> anyhow::Result<()> {
     let port = setup.port;
     let users = setup.ucloud_users.join(", ");
     let served = std::sync::Mutex::new(setup.ucloud_users.iter().cloned().collect());
-    let instance = Arc::new(Instance { setup, verifier, slurm, socket: bootstrap.socket, home, served });
+    let instance = Arc::new(Instance { setup, verifier, slurm, server: ipc::Client::new(bootstrap.socket), home, served });
     let app = router(instance);
 
     match control.call(&Request::Ready { port }).await? {

@@ -75,6 +75,39 @@ impl Connection {
     }
 }
 
+/// A client that keeps its connections: each call takes an idle connection (or opens one) and puts it
+/// back once answered, so steady traffic costs no connect/accept/`SO_PEERCRED` per call. A connection is
+/// only put back after a whole exchange, so a call cut short (its future dropped) never leaves half a
+/// frame for the next one.
+pub struct Client {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<Connection>>,
+}
+
+/// Idle connections kept per client; more concurrent calls open (and then close) their own.
+const IDLE_CONNECTIONS: usize = 8;
+
+impl Client {
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Client {
+        Client { path: path.into(), idle: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    /// One request, one response. A failed call drops its connection.
+    pub async fn call(&self, request: &Request) -> io::Result<Response> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => Connection::connect(&self.path).await?,
+        };
+        let response = conn.call(request).await?;
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push(conn);
+        }
+        Ok(response)
+    }
+}
+
 /// The listening side. The socket file is made connectable by every local user: authorisation is per
 /// request, from the peer's uid.
 pub struct Listener {
@@ -134,6 +167,35 @@ mod tests {
         let mut raw = UnixStream::connect(&path).await.unwrap();
         raw.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
         server.await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_reuses_its_connection() {
+        let dir = std::env::temp_dir().join(format!("ucim-ipc-client-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let listener = Listener::bind(&path).unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                tokio::spawn(async move {
+                    while let Ok(Some(Request::ListUsers)) = conn.receive::<Request>().await {
+                        let _ = conn.send(&Response::Error { message: format!("connection {n}") }).await;
+                    }
+                });
+            }
+        });
+        let client = Client::new(&path);
+        for _ in 0..3 {
+            assert_eq!(client.call(&Request::ListUsers).await.unwrap(), Response::Error { message: "connection 1".into() });
+        }
+        // Two calls at once: the second opens its own connection; both are kept.
+        let (a, b) = tokio::join!(client.call(&Request::ListUsers), client.call(&Request::ListUsers));
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
