@@ -3,12 +3,18 @@
 # p50/p99 for 100 MB streamed bodies (upload and download), three ways to the same backend:
 #   direct (plain HTTP to the backend), through `ucim ingress` (TLS), through nginx (Debian's, TLS, reverse
 #   proxy with upstream keepalive, proxy_buffering and proxy_request_buffering off).
-# The backend is the small built-in one of crates/ingress/benches/ingress.rs (a JSON answer, a body sink,
-# a body source) plus a stand-in route socket, so the comparison measures the proxies alone; Core calls
-# carry ucloud-username, so the ingress does its route lookup (cached) as in production.
+# Small calls run twice: loaded (CONNS connections back to back: throughput, and latency at saturation,
+# where every proxy's CPU time queues) and unloaded (1 connection: what one call costs).
+# BACKEND picks what answers:
+#   builtin (default): the small backend of crates/ingress/benches/ingress.rs (a JSON answer, a body sink, a
+#     body source) plus a stand-in route socket, so the comparison measures the proxies alone; Core calls
+#     carry ucloud-username, so the ingress does its route lookup (cached) as in production.
+#   instance: a real stack (crates/e2e/benches/ingress_stack.rs: stand-in Core, `ucim server`, `ucim ingress`,
+#     alice's instance) answering `files.browse` of 20 files with a real token; small calls only. Runs
+#     dev/setup.sh release first unless UCIM_BIN names an installed ucim.
 # As root (installs nginx with apt if missing; runs the ingress as the service user `ucloud`).
 #   PROFILE=release (default) or debug; SECS, CONNS (small calls), BIG_SECS, BIG_CONNS (100 MB bodies);
-#   UCIM and BENCH (both) name prebuilt binaries and skip the build.
+#   UCIM and BENCH (both) name prebuilt binaries and skip the build (builtin backend).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROFILE=${PROFILE:-release}
@@ -17,8 +23,9 @@ CONNS=${CONNS:-32}
 BIG_SECS=${BIG_SECS:-15}
 BIG_CONNS=${BIG_CONNS:-2}
 BIG=100000000
+BACKEND_KIND=${BACKEND:-builtin}
 BASE=${BENCH_PORT_BASE:-46400}
-BACKEND=$BASE INGRESS=$((BASE + 1)) NGINX=$((BASE + 2))
+BACKEND_PORT=$BASE INGRESS=$((BASE + 1)) NGINX=$((BASE + 2))
 TARGET=${CARGO_TARGET_DIR:-target}
 
 if ! command -v nginx >/dev/null; then
@@ -29,7 +36,12 @@ fi
 id ucloud >/dev/null
 
 echo "== building ($PROFILE)"
-if [ -n "${UCIM:-}" ] && [ -n "${BENCH:-}" ]; then
+if [ "$BACKEND_KIND" = instance ]; then
+    [ -n "${UCIM_BIN:-}" ] || bash dev/setup.sh release
+    STACK=$(cargo bench -p e2e --bench ingress_stack --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)
+    UCIM=${UCIM_BIN:-/usr/local/lib/ucim/ucim}
+    BENCH=${BENCH:-$(cargo bench -p ingress --bench ingress --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)}
+elif [ -n "${UCIM:-}" ] && [ -n "${BENCH:-}" ]; then
     echo "using UCIM=$UCIM BENCH=$BENCH as given"
 elif [ "$PROFILE" = release ]; then
     cargo build -q --release -p ucim
@@ -48,6 +60,8 @@ chmod 755 "$DIR"
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    # The stack tears itself down (server, instances, its files) before it exits.
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     [ -f "$DIR/nginx.pid" ] && kill "$(cat "$DIR/nginx.pid")" 2>/dev/null || true
     sleep 0.5
     rm -rf "$DIR"
@@ -64,17 +78,30 @@ echo "== certificates (test CA, P-256)"
     chown ucloud key.pem cert.pem
 )
 
-"$BENCH" backend "$BACKEND" "$DIR/route.sock" 2>"$DIR/backend.log" &
-PIDS+=($!)
+if [ "$BACKEND_KIND" = instance ]; then
+    # The stack's own ingress (TLS, its own test CA) and alice's instance; nginx goes to that instance.
+    UCIM_E2E=1 UCIM_BIN="$UCIM" "$STACK" "$INGRESS" >"$DIR/stack.json" 2>"$DIR/stack.log" &
+    PIDS+=($!)
+    for _ in $(seq 600); do [ -s "$DIR/stack.json" ] && break; sleep 0.1; done
+    [ -s "$DIR/stack.json" ] || { echo "the stack did not come up:"; tail -30 "$DIR/stack.log"; exit 1; }
+    spec() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$DIR/stack.json" "$1"; }
+    BACKEND_PORT=$(spec direct | sed 's/.*://')
+    INGRESS_CA=$(spec ca)
+    INGRESS_LOG=$(dirname "$INGRESS_CA")/ingress.log
+    SMALL="call:$DIR/stack.json"
+    MODES="small"
+else
+    "$BENCH" backend "$BACKEND_PORT" "$DIR/route.sock" 2>"$DIR/backend.log" &
+    PIDS+=($!)
 
-cat > "$DIR/config.toml" <<TOML
+    cat > "$DIR/config.toml" <<TOML
 provider_id = "bench"
 [core]
 url = "http://127.0.0.1:9"
 public_key_file = "$DIR/unused"
 refresh_token_file = "$DIR/unused"
 [server]
-listen = "127.0.0.1:$BACKEND"
+listen = "127.0.0.1:$BACKEND_PORT"
 socket = "$DIR/route.sock"
 [products.x]
 category = "x"
@@ -87,8 +114,14 @@ listen = "127.0.0.1:$INGRESS"
 tls_cert = "$DIR/cert.pem"
 tls_key = "$DIR/key.pem"
 TOML
-UCIM_LOG=info runuser -u ucloud -- "$UCIM" ingress --config "$DIR/config.toml" 2>"$DIR/ingress.log" &
-PIDS+=($!)
+    UCIM_LOG=info runuser -u ucloud -- "$UCIM" ingress --config "$DIR/config.toml" 2>"$DIR/ingress.log" &
+    PIDS+=($!)
+
+    INGRESS_CA="$DIR/ca.pem"
+    INGRESS_LOG="$DIR/ingress.log"
+    SMALL=small
+    MODES="small upload download"
+fi
 
 mkdir -p "$DIR/tmp" && chmod 777 "$DIR/tmp"
 cat > "$DIR/nginx.conf" <<CONF
@@ -105,7 +138,7 @@ http {
     uwsgi_temp_path $DIR/tmp/uwsgi;
     scgi_temp_path $DIR/tmp/scgi;
     upstream backend {
-        server 127.0.0.1:$BACKEND;
+        server 127.0.0.1:$BACKEND_PORT;
         keepalive 128;
     }
     server {
@@ -128,26 +161,30 @@ http {
 CONF
 nginx -c "$DIR/nginx.conf" -g 'daemon on;'
 
-for port in "$BACKEND" "$INGRESS" "$NGINX"; do
+for port in "$BACKEND_PORT" "$INGRESS" "$NGINX"; do
     for _ in $(seq 100); do
         (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
         sleep 0.1
     done
 done
 
-run() { # name url mode conns secs bytes
+run() { # name url ca mode conns secs bytes label
     local out
-    out=$("$BENCH" load "$2" "$DIR/ca.pem" "$4" "$5" "$3" "$6")
-    echo "$1 $3 $out" | tee -a "$DIR/results"
+    out=$("$BENCH" load "$2" "$3" "$5" "$6" "$4" "$7")
+    echo "$1 $8 $out" | tee -a "$DIR/results"
 }
-echo "== small JSON calls: $CONNS connections, $SECS s each; 100 MB bodies: $BIG_CONNS connections, $BIG_SECS s each"
-for mode in small upload download; do
-    if [ "$mode" = small ]; then c=$CONNS s=$SECS; else c=$BIG_CONNS s=$BIG_SECS; fi
-    run direct "http://127.0.0.1:$BACKEND" "$mode" "$c" "$s" "$BIG"
-    run ingress "https://127.0.0.1:$INGRESS" "$mode" "$c" "$s" "$BIG"
-    run nginx "https://127.0.0.1:$NGINX" "$mode" "$c" "$s" "$BIG"
+echo "== small calls ($SMALL): $CONNS connections, then 1, $SECS s each; 100 MB bodies: $BIG_CONNS connections, $BIG_SECS s each"
+for mode in $MODES small-1; do
+    case $mode in
+        small) m=$SMALL c=$CONNS s=$SECS ;;
+        small-1) m=$SMALL c=1 s=$SECS ;;
+        *) m=$mode c=$BIG_CONNS s=$BIG_SECS ;;
+    esac
+    run direct "http://127.0.0.1:$BACKEND_PORT" - "$m" "$c" "$s" "$BIG" "$mode"
+    run ingress "https://127.0.0.1:$INGRESS" "$INGRESS_CA" "$m" "$c" "$s" "$BIG" "$mode"
+    run nginx "https://127.0.0.1:$NGINX" "$DIR/ca.pem" "$m" "$c" "$s" "$BIG" "$mode"
 done
-grep -c 'ucim::access' "$DIR/ingress.log" | sed 's/^/ingress access log lines: /'
+grep -c 'ucim::access' "$INGRESS_LOG" | sed 's/^/ingress access log lines: /' || true
 
 python3 - "$DIR/results" <<'PY'
 import json, sys
@@ -155,15 +192,16 @@ r = {}
 for line in open(sys.argv[1]):
     name, mode, js = line.split(" ", 2)
     r[(name, mode)] = json.loads(js)
+modes = [m for m in ["small", "small-1", "upload", "download"] if ("direct", m) in r]
 print()
 print(f"{'mode':9} {'path':8} {'req/s':>9} {'MB/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'errors':>6}")
-for mode in ["small", "upload", "download"]:
+for mode in modes:
     for name in ["direct", "ingress", "nginx"]:
         x = r[(name, mode)]
         print(f"{mode:9} {name:8} {x['rps']:9.1f} {x['mb_per_s']:8.1f} {x['p50_ms']:9.3f} {x['p99_ms']:9.3f} {x['errors']:6}")
 print()
-for mode in ["small", "upload", "download"]:
-    key = "rps" if mode == "small" else "mb_per_s"
+for mode in modes:
+    key = "mb_per_s" if mode in ("upload", "download") else "rps"
     i, n, d = r[("ingress", mode)], r[("nginx", mode)], r[("direct", mode)]
     print(f"{mode:9} ingress/nginx throughput {i[key] / n[key]:5.2f}x (goal >= 1.0)   "
           f"ingress/direct p50 {i['p50_ms'] / d['p50_ms']:5.2f}x (goal <= 1.15)   ingress/nginx p50 {i['p50_ms'] / n['p50_ms']:5.2f}x")

@@ -7,7 +7,9 @@
 //!   length, `GET …/stream?bytes=N` streams N bytes.
 //! - `load URL CA|- CONNS SECS MODE BYTES`: CONNS keep-alive HTTP/1.1 connections (TLS when the URL is
 //!   https, trusting CA) send requests back to back for SECS seconds; prints one JSON line with requests/s,
-//!   MB/s, p50 and p99 in ms. MODE is `small`, `upload` or `download`.
+//!   MB/s, p50 and p99 in ms. MODE is `small`, `upload` or `download`, or `call:SPEC` to send the request
+//!   that the JSON file SPEC describes (`method`, `path`, `headers`, `body`; as `benches/ingress_stack.rs` of
+//!   the e2e crate writes it for a real instance) and count only 2xx answers as successes.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -122,7 +124,43 @@ async fn connect(url: &hyper::Uri, tls: Option<Arc<rustls::ClientConfig>>) -> hy
     }
 }
 
-fn request(url: &hyper::Uri, mode: &str, bytes: u64) -> hyper::Request<Body> {
+/// A request read from a `call:SPEC` file.
+struct Call {
+    method: hyper::Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+}
+
+impl Call {
+    fn load(spec: &str) -> Call {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(spec).expect("spec file")).expect("spec is JSON");
+        let text = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("spec: {k}")).to_string();
+        let headers = v["headers"].as_object().expect("spec: headers");
+        Call {
+            method: text("method").parse().expect("spec: method"),
+            path: text("path"),
+            headers: headers.iter().map(|(k, h)| (k.clone(), h.as_str().unwrap().to_string())).collect(),
+            body: Bytes::from(text("body")),
+        }
+    }
+
+    fn request(&self, url: &hyper::Uri) -> hyper::Request<Body> {
+        let mut builder = hyper::Request::builder()
+            .method(self.method.clone())
+            .uri(format!("{}://{}{}", url.scheme_str().unwrap(), url.authority().unwrap(), self.path))
+            .header("host", url.authority().unwrap().as_str());
+        for (k, v) in &self.headers {
+            builder = builder.header(k, v);
+        }
+        builder.body(Full::new(self.body.clone()).boxed()).unwrap()
+    }
+}
+
+fn request(url: &hyper::Uri, mode: &str, bytes: u64, call: Option<&Call>) -> hyper::Request<Body> {
+    if let Some(call) = call {
+        return call.request(url);
+    }
     let base = format!("{}://{}/ucloud/bench", url.scheme_str().unwrap(), url.authority().unwrap());
     // A Core call for a user: the ingress looks the route up (cached) and goes to "the instance".
     let builder = hyper::Request::builder().header("ucloud-username", "YWxpY2UjMQ==").header("host", url.authority().unwrap().as_str());
@@ -151,10 +189,11 @@ async fn load(url: &str, ca: &str, conns: usize, secs: u64, mode: &str, bytes: u
     let url: hyper::Uri = url.parse().unwrap();
     let tls = (url.scheme_str() == Some("https")).then(|| tls_config(ca));
     let deadline = Instant::now() + Duration::from_secs(secs);
+    let call = mode.strip_prefix("call:").map(|spec| Arc::new(Call::load(spec)));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (url, tls, mode) = (url.clone(), tls.clone(), mode.to_string());
+        let (url, tls, mode, call) = (url.clone(), tls.clone(), mode.to_string(), call.clone());
         tasks.push(tokio::spawn(async move {
             let mut send = connect(&url, tls).await;
             let (mut latencies, mut moved, mut errors) = (Vec::new(), 0u64, 0u64);
@@ -164,7 +203,7 @@ async fn load(url: &str, ca: &str, conns: usize, secs: u64, mode: &str, bytes: u
                     errors += 1;
                     break;
                 }
-                let resp = match send.send_request(request(&url, &mode, bytes)).await {
+                let resp = match send.send_request(request(&url, &mode, bytes, call.as_deref())).await {
                     Ok(r) => r,
                     Err(_) => {
                         errors += 1;
