@@ -6,11 +6,15 @@
 //! `alg` checks first, then jsonwebtoken with a strict `Validation`, then our own claim checks again by
 //! name (so that a library default changing cannot silently widen what is accepted).
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::{now_unix, Claims, PublicKey};
 
@@ -21,6 +25,9 @@ pub const DEFAULT_LEEWAY_SECS: u64 = 30;
 /// Upper bound for [`TokenVerifier::with_leeway`]; larger values are clamped (they would make `exp`
 /// meaningless and could overflow time arithmetic).
 pub const MAX_LEEWAY_SECS: u64 = 3600;
+
+/// How many verified tokens a verifier remembers (the Core holds one at a time, two around a refresh).
+const VERIFIED_CAPACITY: usize = 16;
 
 const CORE_SUBJECT: &str = "_UCloud";
 const CORE_ROLE: &str = "SERVICE";
@@ -65,6 +72,35 @@ pub struct TokenVerifier {
     role: &'static str,
     leeway: u64,
     validation: Validation,
+    verified: Arc<Verified>,
+}
+
+/// Tokens this verifier already verified in full, with their claims. The Core reuses one token for
+/// minutes, and an RSA verification costs ~170 µs here, twice per user call (server and instance). Only
+/// a token that passed every check gets in; a repeat must be the same token (its SHA-256, so a lookup's
+/// timing tells nothing about a remembered token's bytes), and every time-bound check (`exp`, `iat`,
+/// `nbf`) runs again on each use.
+#[derive(Debug, Default)]
+struct Verified(Mutex<VecDeque<([u8; 32], Map<String, Value>, Claims)>>);
+
+impl Verified {
+    fn get(&self, digest: &[u8; 32]) -> Option<(Map<String, Value>, Claims)> {
+        let entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        entries.iter().find(|(d, _, _)| d == digest).map(|(_, map, claims)| (map.clone(), claims.clone()))
+    }
+
+    fn put(&self, digest: [u8; 32], map: Map<String, Value>, claims: Claims) {
+        let mut entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= VERIFIED_CAPACITY {
+            entries.pop_back();
+        }
+        entries.push_front((digest, map, claims));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
 }
 
 impl TokenVerifier {
@@ -87,6 +123,7 @@ impl TokenVerifier {
             role,
             leeway: DEFAULT_LEEWAY_SECS,
             validation,
+            verified: Arc::default(),
         }
     }
 
@@ -94,6 +131,8 @@ impl TokenVerifier {
     pub fn with_leeway(mut self, seconds: u64) -> TokenVerifier {
         self.leeway = seconds.min(MAX_LEEWAY_SECS);
         self.validation.leeway = self.leeway;
+        // What was accepted under the old leeway is not known to pass under the new one.
+        self.verified = Arc::default();
         self
     }
 
@@ -125,21 +164,31 @@ impl TokenVerifier {
 
     /// Verifies a bare JWT and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_at(token, now_unix())
+    }
+
+    fn verify_at(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some((map, claims)) = self.verified.get(&digest) {
+            self.check_claims(&map, now)?;
+            return Ok(claims);
+        }
         check_shape_and_alg(token)?;
-
         let data = jsonwebtoken::decode::<Value>(token, &self.key.decoding, &self.validation)
             .map_err(map_library_error)?;
         let Value::Object(map) = data.claims else {
             return Err(TokenError::Malformed);
         };
-        self.check_claims(&map, now_unix())?;
-        serde_json::from_value(Value::Object(map)).map_err(|_| TokenError::Malformed)
+        self.check_claims(&map, now)?;
+        let claims: Claims = serde_json::from_value(Value::Object(map.clone())).map_err(|_| TokenError::Malformed)?;
+        self.verified.put(digest, map, claims.clone());
+        Ok(claims)
     }
 
     /// Our own claim checks, by name, independent of what the library already did.
@@ -271,4 +320,42 @@ fn str_claim<'a>(map: &'a Map<String, Value>, name: &'static str) -> Result<&'a 
 /// NumericDate as an integer; floats and strings are refused rather than rounded.
 fn int_claim(map: &Map<String, Value>, name: &'static str) -> Result<i64, TokenError> {
     present(map, name)?.as_i64().ok_or(TokenError::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{generate_keypair, TokenSigner};
+
+    #[test]
+    fn a_remembered_token_is_still_checked_for_time_and_only_verified_tokens_are_remembered() {
+        let pair = generate_keypair();
+        let signer = TokenSigner::from_private_pem(&pair.private_pkcs8_pem).unwrap();
+        let verifier = TokenVerifier::for_core_calls(signer.public_key(), "cloud.sdu.dk");
+        let token = signer.service_token("cloud.sdu.dk", 600);
+        let now = now_unix();
+
+        let first = verifier.verify_at(&token, now).unwrap();
+        assert_eq!(verifier.verified.len(), 1);
+        assert_eq!(verifier.verify_at(&token, now + 60).unwrap(), first);
+        assert_eq!(verifier.verified.len(), 1, "a repeat is a hit, not a second entry");
+        // Past `exp` (and the leeway) the remembered token is refused like any other.
+        assert_eq!(verifier.verify_at(&token, now + 600 + DEFAULT_LEEWAY_SECS as i64 + 1), Err(TokenError::Expired));
+
+        // The same token with its signature altered is verified afresh, and refused.
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+        let forged = format!("{message}.{flipped}{}", &signature[1..]);
+        assert_eq!(verifier.verify_at(&forged, now), Err(TokenError::BadSignature));
+        // A provider token under the same key is refused by a Core-call verifier and never remembered.
+        let provider = signer.provider_token("p", "cloud.sdu.dk", 600);
+        assert!(verifier.verify_at(&provider, now).is_err());
+        assert_eq!(verifier.verified.len(), 1);
+
+        // Bounded: old tokens make room for new ones.
+        for lifetime in 0..(VERIFIED_CAPACITY as i64 + 4) {
+            verifier.verify_at(&signer.service_token("cloud.sdu.dk", 300 + lifetime), now).unwrap();
+        }
+        assert_eq!(verifier.verified.len(), VERIFIED_CAPACITY);
+    }
 }

@@ -60,10 +60,7 @@ async fn run(ingress_port: u16) {
     assert_eq!(r.body["items"].as_array().map(Vec::len), Some(20), "{r:?}");
     let instance = stack.instance_port("alice").expect("alice's instance runs");
 
-    let body = json!({"resolvedCollection": drive, "Browse": {
-        "flags": {"path": path, "includeOthers": false, "filterLabels": {}, "sortBy": null, "sortDirection": null,
-                  "filterHiddenFiles": true, "includeTimestamps": true},
-        "next": null, "sortBy": null, "sortDirection": null}});
+    let body = ucloud_sim::browse_body(&drive, &path, json!({}));
     let ca = dir.join("ingress-ca.pem");
     std::fs::write(&ca, stack.ca_pem.as_deref().expect("the stack has an ingress")).unwrap();
     let spec = json!({

@@ -141,10 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn round_trip_with_peer_credentials() {
-        let dir = std::env::temp_dir().join(format!("ucim-ipc-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.sock");
-        let listener = Listener::bind(&path).unwrap();
+        let (dir, path, listener) = temp_socket("ucim-ipc-test");
         let server = tokio::spawn(async move {
             let (mut conn, peer) = listener.accept().await.unwrap();
             let req: Request = conn.receive().await.unwrap().unwrap();
@@ -172,10 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_reuses_its_connection() {
-        let dir = std::env::temp_dir().join(format!("ucim-ipc-client-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.sock");
-        let listener = Listener::bind(&path).unwrap();
+        let (dir, path, listener) = temp_socket("ucim-ipc-client-test");
         let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = accepted.clone();
         tokio::spawn(async move {
@@ -197,6 +191,15 @@ mod tests {
         assert!(a.is_ok() && b.is_ok());
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A fresh folder holding a bound socket; the test removes the folder.
+    fn temp_socket(tag: &str) -> (std::path::PathBuf, std::path::PathBuf, Listener) {
+        let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let listener = Listener::bind(&path).unwrap();
+        (dir, path, listener)
     }
 
     fn nix_uid() -> u32 {

@@ -13,6 +13,10 @@ use tokio::sync::Notify;
 const BATCH: usize = 100;
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// After a wake-up, how long to let more updates gather before sending: jobs arriving one after another
+/// (a user's sweep of 200 submissions) then cost the Core one call per batch instead of one per job, and
+/// that call stays off the path of the submissions still coming in. Small next to the poll interval.
+const GATHER: Duration = Duration::from_millis(25);
 
 pub async fn deliver(store: Arc<Store>, core: Arc<CoreClient>, wake: Arc<Notify>) {
     let mut backoff = Duration::from_millis(200);
@@ -20,7 +24,7 @@ pub async fn deliver(store: Arc<Store>, core: Arc<CoreClient>, wake: Arc<Notify>
         match deliver_batch(&store, &core).await {
             Ok(0) => {
                 tokio::select! {
-                    _ = wake.notified() => {}
+                    _ = wake.notified() => tokio::time::sleep(GATHER).await,
                     _ = tokio::time::sleep(IDLE_RECHECK) => {}
                 }
             }

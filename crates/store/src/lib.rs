@@ -102,6 +102,8 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(Duration::from_secs(5))?;
+        // Room for every statement the store runs (see `exec`, `row`), so none is parsed twice.
+        conn.set_prepared_statement_cache_capacity(64);
         migrations::apply(&mut conn)?;
         Ok(Store { conn: Mutex::new(conn), _checkpointer: None })
     }
@@ -126,10 +128,11 @@ impl Store {
     pub fn insert_job(&self, ucloud_id: &str, ucloud_user: &str, uid: u32, phase: &str, limits: JobLimits) -> Result<Inserted> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        if let Some(existing) = tx.query_row(&job_select("WHERE ucloud_id = ?1"), [ucloud_id], job_from_row).optional()? {
+        if let Some(existing) = row(&tx, &job_select("WHERE ucloud_id = ?1"), [ucloud_id], job_from_row).optional()? {
             return Ok(Inserted::Existing(existing));
         }
-        tx.execute(
+        exec(
+            &tx,
             "INSERT INTO jobs (ucloud_id, ucloud_user, uid, phase, created_at, memory_mb, time_limit_minutes) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -148,29 +151,30 @@ impl Store {
 
     /// Submission failed: forget the job (only if it never got a Slurm id).
     pub fn delete_unsubmitted_job(&self, ucloud_id: &str) -> Result<bool> {
-        Ok(self.conn().execute("DELETE FROM jobs WHERE ucloud_id = ?1 AND slurm_id IS NULL", [ucloud_id])? > 0)
+        Ok(exec(&self.conn(), "DELETE FROM jobs WHERE ucloud_id = ?1 AND slurm_id IS NULL", [ucloud_id])? > 0)
     }
 
     pub fn job(&self, ucloud_id: &str) -> Result<Option<JobRow>> {
-        self.conn().query_row(&job_select("WHERE ucloud_id = ?1"), [ucloud_id], job_from_row).optional()
+        row(&self.conn(), &job_select("WHERE ucloud_id = ?1"), [ucloud_id], job_from_row).optional()
     }
 
     /// Jobs with a Slurm id that have not ended: what the monitor watches.
     pub fn active_jobs(&self) -> Result<Vec<JobRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&job_select("WHERE slurm_id IS NOT NULL AND ended_at IS NULL ORDER BY slurm_id"))?;
+        let mut stmt = conn.prepare_cached(&job_select("WHERE slurm_id IS NOT NULL AND ended_at IS NULL ORDER BY slurm_id"))?;
         let rows = stmt.query_map([], job_from_row)?;
         rows.collect()
     }
 
     pub fn job_by_slurm_id(&self, slurm_id: u64) -> Result<Option<JobRow>> {
-        self.conn().query_row(&job_select("WHERE slurm_id = ?1"), [slurm_id], job_from_row).optional()
+        row(&self.conn(), &job_select("WHERE slurm_id = ?1"), [slurm_id], job_from_row).optional()
     }
 
     /// Whether `uid` has a job registered but not yet confirmed (its `sbatch` may be running now) since
     /// `since_ms`: a Slurm job of that uid not yet tracked may be that one.
     pub fn has_unconfirmed_job(&self, uid: u32, since_ms: i64) -> Result<bool> {
-        self.conn().query_row(
+        row(
+            &self.conn(),
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE uid = ?1 AND slurm_id IS NULL AND ended_at IS NULL AND created_at >= ?2)",
             params![uid, since_ms],
             |r| r.get(0),
@@ -179,7 +183,7 @@ impl Store {
 
     pub fn jobs_of_uid(&self, uid: u32) -> Result<Vec<JobRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&job_select("WHERE uid = ?1 ORDER BY created_at"))?;
+        let mut stmt = conn.prepare_cached(&job_select("WHERE uid = ?1 ORDER BY created_at"))?;
         let rows = stmt.query_map([uid], job_from_row)?;
         rows.collect()
     }
@@ -188,7 +192,8 @@ impl Store {
     pub fn confirm_submission(&self, ucloud_id: &str, slurm_id: u64, updates: &[String]) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let changed = tx.execute(
+        let changed = exec(
+            &tx,
             "UPDATE jobs SET slurm_id = ?2 WHERE ucloud_id = ?1 AND slurm_id IS NULL",
             params![ucloud_id, slurm_id as i64],
         )?;
@@ -204,7 +209,8 @@ impl Store {
     pub fn record_transition(&self, ucloud_id: &str, phase: &str, ended: bool, updates: &[String]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute(
+        exec(
+            &tx,
             "UPDATE jobs SET phase = ?2, ended_at = CASE WHEN ?3 THEN ?4 ELSE ended_at END WHERE ucloud_id = ?1",
             params![ucloud_id, phase, ended, now_ms()],
         )?;
@@ -216,7 +222,7 @@ impl Store {
     pub fn record_time_limit(&self, ucloud_id: &str, minutes: u64, updates: &[String]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute("UPDATE jobs SET time_limit_minutes = ?2 WHERE ucloud_id = ?1", params![ucloud_id, minutes as i64])?;
+        exec(&tx, "UPDATE jobs SET time_limit_minutes = ?2 WHERE ucloud_id = ?1", params![ucloud_id, minutes as i64])?;
         enqueue(&tx, ucloud_id, updates)?;
         tx.commit()
     }
@@ -233,7 +239,7 @@ impl Store {
     }
 
     pub fn set_cancel_requested(&self, ucloud_id: &str) -> Result<()> {
-        self.conn().execute("UPDATE jobs SET cancel_requested = 1 WHERE ucloud_id = ?1", [ucloud_id])?;
+        exec(&self.conn(), "UPDATE jobs SET cancel_requested = 1 WHERE ucloud_id = ?1", [ucloud_id])?;
         Ok(())
     }
 
@@ -242,7 +248,7 @@ impl Store {
     /// Undelivered updates, oldest first.
     pub fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT seq, job_id, payload, attempts FROM outbox
              WHERE delivered_at IS NULL AND dead_reason IS NULL ORDER BY seq LIMIT ?1",
         )?;
@@ -257,7 +263,7 @@ impl Store {
         let tx = conn.transaction()?;
         let now = now_ms();
         for seq in seqs {
-            tx.execute("UPDATE outbox SET delivered_at = ?2 WHERE seq = ?1", params![seq, now])?;
+            exec(&tx, "UPDATE outbox SET delivered_at = ?2 WHERE seq = ?1", params![seq, now])?;
         }
         tx.commit()
     }
@@ -266,21 +272,23 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         for seq in seqs {
-            tx.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", [seq])?;
+            exec(&tx, "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", [seq])?;
         }
         tx.commit()
     }
 
     /// The Core will never accept updates for this job (it does not know it): park them with a reason.
     pub fn outbox_give_up_job(&self, job_id: &str, reason: &str) -> Result<usize> {
-        self.conn().execute(
+        exec(
+            &self.conn(),
             "UPDATE outbox SET dead_reason = ?2 WHERE job_id = ?1 AND delivered_at IS NULL AND dead_reason IS NULL",
             params![job_id, reason],
         )
     }
 
     pub fn outbox_counts(&self) -> Result<(i64, i64, i64)> {
-        self.conn().query_row(
+        row(
+            &self.conn(),
             "SELECT COUNT(*) FILTER (WHERE delivered_at IS NULL AND dead_reason IS NULL),
                     COUNT(*) FILTER (WHERE delivered_at IS NOT NULL),
                     COUNT(*) FILTER (WHERE dead_reason IS NOT NULL) FROM outbox",
@@ -290,10 +298,26 @@ impl Store {
     }
 }
 
+/// `execute` through the connection's statement cache, so each statement is parsed once.
+pub(crate) fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// `query_row` through the connection's statement cache.
+pub(crate) fn row<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
+}
+
 fn enqueue(tx: &rusqlite::Transaction<'_>, job_id: &str, updates: &[String]) -> Result<()> {
     let now = now_ms();
     for payload in updates {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO outbox (job_id, payload, created_at) VALUES (?1, ?2, ?3)",
             params![job_id, payload, now],
         )?;

@@ -121,7 +121,7 @@ fn a_reverted_redemption_restores_the_ticket_and_the_old_mapping() {
 
 #[test]
 fn a_file_store_syncs_in_the_background_and_durable_writes_at_once() {
-    let dir = std::env::temp_dir().join(format!("ucim-store-test-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("ucim-store-sync-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ucim.db");

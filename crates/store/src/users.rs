@@ -2,7 +2,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::{now_ms, Result, Store};
+use crate::{exec, now_ms, row, Result, Store};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserMapping {
@@ -67,22 +67,21 @@ impl Store {
     }
 
     pub fn user(&self, ucloud_user: &str) -> Result<Option<UserMapping>> {
-        self.conn()
-            .query_row(&format!("SELECT {USER_COLUMNS} FROM user_map WHERE ucloud_user = ?1"), [ucloud_user], user_from_row)
+        row(&self.conn(), &format!("SELECT {USER_COLUMNS} FROM user_map WHERE ucloud_user = ?1"), [ucloud_user], user_from_row)
             .optional()
     }
 
     pub fn users_by_uid(&self, uid: u32) -> Result<Vec<UserMapping>> {
         let conn = self.conn();
         let mut stmt =
-            conn.prepare(&format!("SELECT {USER_COLUMNS} FROM user_map WHERE uid = ?1 ORDER BY ucloud_user"))?;
+            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM user_map WHERE uid = ?1 ORDER BY ucloud_user"))?;
         let rows = stmt.query_map([uid], user_from_row)?;
         rows.collect()
     }
 
     pub fn users(&self) -> Result<Vec<UserMapping>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT {USER_COLUMNS} FROM user_map ORDER BY ucloud_user"))?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM user_map ORDER BY ucloud_user"))?;
         let rows = stmt.query_map([], user_from_row)?;
         rows.collect()
     }
@@ -91,8 +90,9 @@ impl Store {
     pub fn create_ticket(&self, hash: &str, ucloud_user: &str, expires_at: i64) -> Result<()> {
         let mut conn = self.durable()?;
         let tx = conn.transaction()?;
-        tx.execute("DELETE FROM tickets WHERE ucloud_user = ?1 AND redeemed_at IS NULL", [ucloud_user])?;
-        tx.execute(
+        exec(&tx, "DELETE FROM tickets WHERE ucloud_user = ?1 AND redeemed_at IS NULL", [ucloud_user])?;
+        exec(
+            &tx,
             "INSERT INTO tickets (hash, ucloud_user, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
             params![hash, ucloud_user, now_ms(), expires_at],
         )?;
@@ -100,15 +100,14 @@ impl Store {
     }
 
     pub fn ticket(&self, hash: &str) -> Result<Option<TicketRow>> {
-        self.conn()
-            .query_row(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE hash = ?1"), [hash], ticket_from_row)
+        row(&self.conn(), &format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE hash = ?1"), [hash], ticket_from_row)
             .optional()
     }
 
     /// Tickets not yet redeemed nor expired, for `ucim admin connections`.
     pub fn open_tickets(&self) -> Result<Vec<TicketRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE redeemed_at IS NULL AND expires_at > ?1 ORDER BY created_at"
         ))?;
         let rows = stmt.query_map([now_ms()], ticket_from_row)?;
@@ -129,8 +128,7 @@ impl Store {
         let now = now_ms();
         let mut conn = self.durable()?;
         let tx = conn.transaction()?;
-        let Some(ticket) = tx
-            .query_row(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE hash = ?1"), [hash], ticket_from_row)
+        let Some(ticket) = row(&tx, &format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE hash = ?1"), [hash], ticket_from_row)
             .optional()?
         else {
             return Ok(Redemption::Unknown);
@@ -142,25 +140,25 @@ impl Store {
             return Ok(Redemption::Expired);
         }
         if one_to_one {
-            let other: Option<String> = tx
-                .query_row(
-                    "SELECT ucloud_user FROM user_map WHERE uid = ?1 AND ucloud_user != ?2 LIMIT 1",
-                    params![uid, ticket.ucloud_user],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let other: Option<String> = row(
+                &tx,
+                "SELECT ucloud_user FROM user_map WHERE uid = ?1 AND ucloud_user != ?2 LIMIT 1",
+                params![uid, ticket.ucloud_user],
+                |r| r.get(0),
+            )
+            .optional()?;
             if let Some(by) = other {
                 return Ok(Redemption::AccountTaken { by });
             }
         }
-        let previous = tx
-            .query_row(
-                &format!("SELECT {USER_COLUMNS} FROM user_map WHERE ucloud_user = ?1"),
-                [&ticket.ucloud_user],
-                user_from_row,
-            )
-            .optional()?;
-        tx.execute("UPDATE tickets SET redeemed_at = ?1, redeemed_uid = ?2 WHERE hash = ?3", params![now, uid, hash])?;
+        let previous = row(
+            &tx,
+            &format!("SELECT {USER_COLUMNS} FROM user_map WHERE ucloud_user = ?1"),
+            [&ticket.ucloud_user],
+            user_from_row,
+        )
+        .optional()?;
+        exec(&tx, "UPDATE tickets SET redeemed_at = ?1, redeemed_uid = ?2 WHERE hash = ?3", params![now, uid, hash])?;
         upsert_mapping(&tx, &ticket.ucloud_user, unix_user, uid, "ticket", mapping_expires_at)?;
         tx.commit()?;
         Ok(Redemption::Mapped { ucloud_user: ticket.ucloud_user, previous })
@@ -170,7 +168,7 @@ impl Store {
     pub fn revert_redemption(&self, hash: &str, ucloud_user: &str, previous: Option<&UserMapping>) -> Result<()> {
         let mut conn = self.durable()?;
         let tx = conn.transaction()?;
-        tx.execute("UPDATE tickets SET redeemed_at = NULL, redeemed_uid = NULL WHERE hash = ?1", [hash])?;
+        exec(&tx, "UPDATE tickets SET redeemed_at = NULL, redeemed_uid = NULL WHERE hash = ?1", [hash])?;
         restore(&tx, ucloud_user, previous)?;
         tx.commit()
     }
@@ -185,9 +183,10 @@ impl Store {
 }
 
 fn restore(tx: &rusqlite::Transaction<'_>, ucloud_user: &str, previous: Option<&UserMapping>) -> Result<()> {
-    tx.execute("DELETE FROM user_map WHERE ucloud_user = ?1", [ucloud_user])?;
+    exec(tx, "DELETE FROM user_map WHERE ucloud_user = ?1", [ucloud_user])?;
     if let Some(p) = previous {
-        tx.execute(
+        exec(
+            tx,
             &format!("INSERT INTO user_map ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
             params![p.ucloud_user, p.unix_user, p.uid, p.created_at, p.source, p.expires_at],
         )?;
@@ -203,7 +202,8 @@ fn upsert_mapping(
     source: &str,
     expires_at: Option<i64>,
 ) -> Result<()> {
-    conn.execute(
+    exec(
+        conn,
         "INSERT INTO user_map (ucloud_user, unix_user, uid, created_at, source, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(ucloud_user) DO UPDATE SET unix_user = excluded.unix_user, uid = excluded.uid,

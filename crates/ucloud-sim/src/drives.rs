@@ -158,17 +158,22 @@ impl Sim {
     /// `files.browse` of `path` on `drive`, with the Core's `Browse` key and nulls (§10.12); `extra` is
     /// merged into `Browse` (e.g. `itemsPerPage`, `next`, `sortBy`).
     pub async fn browse_files(&self, user: &str, drive: &Drive, path: &str, extra: Value) -> Result<CallResult, CallError> {
-        let mut browse = json!({
-            "flags": {"path": path, "includeOthers": false, "filterLabels": {}, "sortBy": null,
-                      "sortDirection": null, "filterHiddenFiles": true, "includeTimestamps": true},
-            "next": null, "sortBy": null, "sortDirection": null
-        });
-        if let (Some(b), Some(e)) = (browse.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                b.insert(k.clone(), v.clone());
-            }
-        }
-        let body = json!({"resolvedCollection": drive, "Browse": browse});
+        let body = browse_body(drive, path, extra);
         self.files_call(user, Method::POST, protocol::provider::FILES_BROWSE, body).await
     }
+}
+
+/// The body of the Core's `files.browse` for `path` in `drive`; `extra` adds or replaces fields of `Browse`.
+pub fn browse_body(drive: &Drive, path: &str, extra: Value) -> Value {
+    let mut browse = json!({
+        "flags": {"path": path, "includeOthers": false, "filterLabels": {}, "sortBy": null,
+                  "sortDirection": null, "filterHiddenFiles": true, "includeTimestamps": true},
+        "next": null, "sortBy": null, "sortDirection": null
+    });
+    if let (Some(b), Some(e)) = (browse.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    json!({"resolvedCollection": drive, "Browse": browse})
 }

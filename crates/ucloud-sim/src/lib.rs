@@ -24,6 +24,7 @@ use protocol::{JobState, JobUpdate, JobUpdateItem, ProductReference, ProductV2, 
 use rand::Rng;
 use serde_json::{Map, Value};
 
+pub use drives::browse_body;
 pub use provider_calls::{CallError, CallResult};
 
 /// Where and how the sim runs.
