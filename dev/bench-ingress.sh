@@ -24,7 +24,8 @@ BIG_SECS=${BIG_SECS:-15}
 BIG_CONNS=${BIG_CONNS:-2}
 BIG=100000000
 BACKEND_KIND=${BACKEND:-builtin}
-BASE=${BENCH_PORT_BASE:-46400}
+# Below the kernel's ephemeral range (32768+): a Slurm client's outgoing connection cannot hold one of these.
+BASE=${BENCH_PORT_BASE:-31400}
 BACKEND_PORT=$BASE INGRESS=$((BASE + 1)) NGINX=$((BASE + 2))
 TARGET=${CARGO_TARGET_DIR:-target}
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prints the jobs figures: create → RUNNING latency (median of 20) and jobs.create throughput for 200 jobs
-# against a raw sbatch loop of the same jobs as the same user (ratio; goal ≥ 0.8×). Cancels its jobs.
+# against a raw sbatch loop of the same jobs as the same user (ratio; goal ≥ 0.8×), through the ingress as
+# deployed and straight to the server. Cancels its jobs.
 # UCIM_BENCH_LATENCY_JOBS=N shortens the latency part; UCIM_BENCH_POLL_MS sets the poll interval of the
 # throughput part (default 1000, the production default).
 # As root. `dev/bench-jobs.sh` sets up and builds in release mode; with UCIM_BIN set (an installed ucim with

@@ -26,7 +26,7 @@ fn main() {
         eprintln!("set UCIM_E2E=1 and run as root after dev/setup.sh (dev/bench-ingress.sh BACKEND=instance does both)");
         return;
     }
-    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(46450);
+    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(31450);
     tokio::runtime::Runtime::new().unwrap().block_on(run(port));
 }
 
