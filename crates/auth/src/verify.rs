@@ -81,12 +81,19 @@ pub struct TokenVerifier {
 /// timing tells nothing about a remembered token's bytes), and every time-bound check (`exp`, `iat`,
 /// `nbf`) runs again on each use.
 #[derive(Debug, Default)]
-struct Verified(Mutex<VecDeque<([u8; 32], Map<String, Value>, Claims)>>);
+struct Verified(Mutex<VecDeque<Remembered>>);
+
+#[derive(Debug)]
+struct Remembered {
+    digest: [u8; 32],
+    map: Map<String, Value>,
+    claims: Claims,
+}
 
 impl Verified {
     fn get(&self, digest: &[u8; 32]) -> Option<(Map<String, Value>, Claims)> {
         let entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        entries.iter().find(|(d, _, _)| d == digest).map(|(_, map, claims)| (map.clone(), claims.clone()))
+        entries.iter().find(|r| &r.digest == digest).map(|r| (r.map.clone(), r.claims.clone()))
     }
 
     fn put(&self, digest: [u8; 32], map: Map<String, Value>, claims: Claims) {
@@ -94,7 +101,7 @@ impl Verified {
         if entries.len() >= VERIFIED_CAPACITY {
             entries.pop_back();
         }
-        entries.push_front((digest, map, claims));
+        entries.push_front(Remembered { digest, map, claims });
     }
 
     #[cfg(test)]

@@ -15,6 +15,17 @@ fn access_lines(stack: &Stack) -> Vec<String> {
     stack.ingress_log().lines().filter(|l| l.contains("ucim::access")).map(str::to_string).collect()
 }
 
+/// The access lines once one matches `done` (the ingress writes its access log out every 200 ms).
+async fn wait_access(stack: &Stack, done: impl Fn(&str) -> bool) -> Vec<String> {
+    for _ in 0..50 {
+        if access_lines(stack).iter().any(|l| done(l)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    access_lines(stack)
+}
+
 async fn wait_log(stack: &Stack, needle: &str) -> bool {
     for _ in 0..50 {
         if stack.ingress_log().contains(needle) {
@@ -40,7 +51,7 @@ async fn core_calls_through_the_ingress_reach_the_users_instance() {
     assert_eq!(result.status, 200, "{:?}\ningress log:\n{}", result.body, stack.ingress_log());
     assert!(result.attempts >= 2, "expected the 449 → init → retry dance, got {} attempt(s)", result.attempts);
     stack.wait_state(&job, protocol::JobState::Running, 60).await;
-    let lines = access_lines(&stack);
+    let lines = wait_access(&stack, |l| l.contains("path=/ucloud/e2e/jobs ") && l.contains("status=200")).await;
     let creates: Vec<&String> = lines.iter().filter(|l| l.contains("path=/ucloud/e2e/jobs ")).collect();
     assert!(creates[0].contains("to=server") && creates[0].contains("status=449"), "{lines:#?}");
     assert!(lines.iter().any(|l| l.contains("path=/ucloud/e2e/integration/init") && l.contains("to=server") && l.contains("status=200")), "{lines:#?}");
@@ -67,15 +78,9 @@ async fn core_calls_through_the_ingress_reach_the_users_instance() {
     let (version, status, body) = h2_call(&ca, &stack, "/ucloud/e2e/jobs/terminate", "alice#1", json!({"items": [stack.sim.job(&job2).unwrap()]})).await;
     assert_eq!(version, hyper::Version::HTTP_2);
     assert_eq!(status, 200, "{body}");
-    let mut routed = false;
-    for _ in 0..50 {
-        routed = access_lines(&stack).iter().any(|l| l.contains("path=/ucloud/e2e/jobs/terminate") && l.contains("to=instance:") && l.contains("status=200"));
-        if routed {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(routed, "{:#?}", access_lines(&stack));
+    let routed = |l: &str| l.contains("path=/ucloud/e2e/jobs/terminate") && l.contains("to=instance:") && l.contains("status=200");
+    let lines = wait_access(&stack, routed).await;
+    assert!(lines.iter().any(|l| routed(l)), "{lines:#?}");
     stack.wait_state(&job2, protocol::JobState::Success, 60).await;
 
     // A token the Core did not sign is refused by the instance behind the ingress (the ingress checks none).

@@ -23,7 +23,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-pub use metrics::Metrics;
+pub use metrics::{Metrics, ACCESS_TARGET};
 pub use route::{IpcLookup, RouteLookup};
 
 /// Everything the ingress needs, from the `[ingress]` section and the rest of the config.

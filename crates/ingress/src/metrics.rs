@@ -57,6 +57,9 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// The `tracing` target of access log lines (the binary buffers their writes).
+pub const ACCESS_TARGET: &str = "ucim::access";
+
 /// One request's log line, written when it is dropped (after the answer's body ended or was abandoned).
 pub struct AccessRecord {
     pub metrics: Arc<Metrics>,
@@ -116,7 +119,7 @@ impl Drop for AccessRecord {
         self.metrics.bytes_in.fetch_add(bytes_in, Relaxed);
         let micros = self.started.elapsed().as_micros() as u64;
         tracing::info!(
-            target: "ucim::access",
+            target: ACCESS_TARGET,
             to = %self.target,
             method = %self.method,
             path = %self.path,

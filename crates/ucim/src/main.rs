@@ -2,6 +2,7 @@
 //! sudo), `connect` (a user redeems a connect ticket), and `admin` (operator commands over the server's
 //! socket).
 
+mod log;
 mod tables;
 
 #[global_allocator]
@@ -83,7 +84,7 @@ enum AdminCommand {
 
 fn main() {
     let cli = Cli::parse();
-    init_logging();
+    log::init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
@@ -116,18 +117,11 @@ fn main() {
             Command::Admin { socket, json, command } => admin(&socket, json, command).await,
         }
     });
+    log::flush();
     if let Err(e) = result {
         eprintln!("ucim: {e:#}");
         std::process::exit(1);
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("UCIM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // No colour codes in log files and journals.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }
 
 /// The module runs beside root, never as root: a bug in it must not be a root bug.
