@@ -82,3 +82,52 @@ fn decode(rows: &[OutboxRow]) -> (Vec<JobUpdateItem>, Vec<&OutboxRow>) {
     }
     (items, bad)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::ProductReference;
+
+    #[tokio::test]
+    async fn updates_arriving_together_reach_the_core_in_one_call() {
+        let dir = std::env::temp_dir().join(format!("ucim-outbox-test-{}", std::process::id()));
+        let sim = ucloud_sim::Sim::start(ucloud_sim::SimConfig {
+            provider_id: "p".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            provider_url: "http://127.0.0.1:1".into(),
+            key_dir: dir.clone(),
+            refresh_token: "refresh".into(),
+            issuer: "cloud.sdu.dk".into(),
+        })
+        .await
+        .unwrap();
+        let core = Arc::new(CoreClient::new(&sim.url(), "refresh"));
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let wake = Arc::new(Notify::new());
+        tokio::spawn(deliver(store.clone(), core, wake.clone()));
+        // Let it find the outbox empty and wait to be woken.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        // One submission, then nine more a moment later: all within one gathering wait.
+        let product = ProductReference { id: "cpu".into(), category: "cpu".into(), provider: "p".into() };
+        let submit = |slurm_id: u64| {
+            let job = sim.new_job("alice#1", product.clone(), "app", Default::default(), None);
+            let id = job["id"].as_str().unwrap().to_string();
+            store.insert_job(&id, "alice#1", 1000, "queued", store::JobLimits::default()).unwrap();
+            let update = serde_json::to_string(&crate::monitor::submitted_update(slurm_id)).unwrap();
+            assert!(store.confirm_submission(&id, slurm_id, &[update]).unwrap());
+            wake.notify_one();
+        };
+        submit(1);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        (2..=10).for_each(submit);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sim.received_updates().len() < 10 {
+            assert!(std::time::Instant::now() < deadline, "only {} updates arrived", sim.received_updates().len());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Without the gathering wait the first submission would have gone out alone.
+        assert_eq!(sim.update_calls(), 1, "calls for 10 updates");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

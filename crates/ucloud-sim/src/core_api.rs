@@ -208,6 +208,7 @@ async fn jobs_control_update(State(sim): State<Sim>, headers: HeaderMap, body: B
     if let Err(e) = authorize(&sim, &headers) {
         return e;
     }
+    sim.inner.update_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let req: BulkRequest<JobUpdateItem> = match parse(&body) {
         Ok(r) => r,
         Err(e) => return e,

@@ -69,6 +69,8 @@ pub(crate) struct Inner {
     pub products: Mutex<Vec<ProductV2>>,
     pub drives: Mutex<drives::DriveTable>,
     pub refresh_count: AtomicU64,
+    /// `jobs.control.update` calls that passed authorisation.
+    pub update_calls: AtomicU64,
     /// Users the Core counts as connected to this provider (`approveConnection` / `clearConnection`).
     pub connections: Mutex<std::collections::BTreeSet<String>>,
     /// The Core's cached token for calling the provider: (jwt, expiry in Unix seconds).
@@ -107,6 +109,7 @@ impl Sim {
             products: Mutex::new(Vec::new()),
             drives: Mutex::new(Default::default()),
             refresh_count: AtomicU64::new(0),
+            update_calls: AtomicU64::new(0),
             connections: Mutex::new(Default::default()),
             service_token: tokio::sync::Mutex::new(None),
             http: RwLock::new(http),
@@ -252,6 +255,11 @@ impl Sim {
 
     pub fn refresh_count(&self) -> u64 {
         self.inner.refresh_count.load(Ordering::SeqCst)
+    }
+
+    /// How many `jobs.control.update` calls the provider made (each carries one batch).
+    pub fn update_calls(&self) -> u64 {
+        self.inner.update_calls.load(Ordering::SeqCst)
     }
 
     /// Polls until the job's state equals `state` or `timeout` passes; the error lists the updates seen.
