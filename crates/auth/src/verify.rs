@@ -91,9 +91,10 @@ struct Remembered {
 }
 
 impl Verified {
-    fn get(&self, digest: &[u8; 32]) -> Option<(Map<String, Value>, Claims)> {
+    /// The remembered token's claims, if `check` (the time-bound checks) still passes them.
+    fn get(&self, digest: &[u8; 32], check: impl FnOnce(&Map<String, Value>) -> Result<(), TokenError>) -> Option<Result<Claims, TokenError>> {
         let entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        entries.iter().find(|r| &r.digest == digest).map(|r| (r.map.clone(), r.claims.clone()))
+        entries.iter().find(|r| &r.digest == digest).map(|r| check(&r.map).map(|()| r.claims.clone()))
     }
 
     fn put(&self, digest: [u8; 32], map: Map<String, Value>, claims: Claims) {
@@ -182,9 +183,8 @@ impl TokenVerifier {
             return Err(TokenError::TooLarge);
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some((map, claims)) = self.verified.get(&digest) {
-            self.check_claims(&map, now)?;
-            return Ok(claims);
+        if let Some(remembered) = self.verified.get(&digest, |map| self.check_claims(map, now)) {
+            return remembered;
         }
         check_shape_and_alg(token)?;
         let data = jsonwebtoken::decode::<Value>(token, &self.key.decoding, &self.validation)

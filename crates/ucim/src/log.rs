@@ -94,12 +94,18 @@ impl<'a, W: Write + 'a> MakeWriter<'a> for Logs<W> {
 
 static STDERR_LOGS: OnceLock<Logs<io::Stderr>> = OnceLock::new();
 
-/// Installs the subscriber (level from `UCIM_LOG`, default `info`) and the thread that writes buffered
-/// access lines out.
-pub fn init() {
+/// Installs the subscriber (level from `UCIM_LOG`, default `info`). With `buffer_access` (the ingress,
+/// the only process that writes access lines) access lines are buffered and a thread writes them out;
+/// every other process writes each line at once and runs no such thread.
+pub fn init(buffer_access: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("UCIM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // No colour codes in log files and journals.
     let ansi = io::IsTerminal::is_terminal(&io::stderr());
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
+    if !buffer_access {
+        subscriber.with_writer(io::stderr).init();
+        return;
+    }
     let logs = STDERR_LOGS.get_or_init(|| Logs::new(io::stderr())).clone();
     let flusher = logs.clone();
     std::thread::Builder::new()
@@ -109,7 +115,7 @@ pub fn init() {
             flusher.flush();
         })
         .expect("spawn the log flusher");
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(logs).init();
+    subscriber.with_writer(logs).init();
 }
 
 /// Writes out what is buffered; call before the process exits.

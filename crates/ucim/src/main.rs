@@ -84,7 +84,7 @@ enum AdminCommand {
 
 fn main() {
     let cli = Cli::parse();
-    log::init();
+    log::init(matches!(cli.command, Command::Ingress { .. }));
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
