@@ -24,14 +24,21 @@ fn now_ms() -> u64 {
 /// What the idle timer needs to know about a connection.
 #[derive(Debug)]
 pub struct ConnInfo {
+    /// The client's address, as `X-Forwarded-For` tells backends (made once, not per request).
+    forwarded_for: http::HeaderValue,
     last_active_ms: AtomicU64,
     in_flight: AtomicUsize,
     ambiguous_framing: AtomicBool,
 }
 
 impl ConnInfo {
-    pub fn new() -> Arc<ConnInfo> {
-        Arc::new(ConnInfo { last_active_ms: AtomicU64::new(now_ms()), in_flight: AtomicUsize::new(0), ambiguous_framing: AtomicBool::new(false) })
+    pub fn new(peer: std::net::IpAddr) -> Arc<ConnInfo> {
+        let forwarded_for = http::HeaderValue::from_str(&peer.to_string()).expect("an IP address is a valid header value");
+        Arc::new(ConnInfo { forwarded_for, last_active_ms: AtomicU64::new(now_ms()), in_flight: AtomicUsize::new(0), ambiguous_framing: AtomicBool::new(false) })
+    }
+
+    pub fn forwarded_for(&self) -> &http::HeaderValue {
+        &self.forwarded_for
     }
 
     /// A request head on this connection had both Content-Length and Transfer-Encoding (see `framing`).

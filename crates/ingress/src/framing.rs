@@ -15,8 +15,8 @@ const MAX_CHUNK_LINE: usize = 4096;
 
 #[derive(Debug)]
 enum State {
-    /// Collecting a request head up to its empty line.
-    Head(Vec<u8>),
+    /// Collecting a request head up to its empty line (in `FramingFollower::head`, kept between requests).
+    Head,
     /// Skipping this many body bytes.
     Body(u64),
     /// Collecting a chunk-size line.
@@ -32,12 +32,13 @@ enum State {
 #[derive(Debug)]
 pub struct FramingFollower {
     state: State,
+    head: Vec<u8>,
     ambiguous: bool,
 }
 
 impl Default for FramingFollower {
     fn default() -> Self {
-        FramingFollower { state: State::Head(Vec::new()), ambiguous: false }
+        FramingFollower { state: State::Head, head: Vec::new(), ambiguous: false }
     }
 }
 
@@ -119,7 +120,8 @@ impl FramingFollower {
         while !data.is_empty() {
             let used = match &mut self.state {
                 State::Off => return,
-                State::Head(buf) => {
+                State::Head => {
+                    let buf = &mut self.head;
                     // Empty lines before a request line are allowed (RFC 9112 §2.2).
                     if buf.is_empty() {
                         let skip = data.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
@@ -134,12 +136,14 @@ impl FramingFollower {
                         Some(end) => {
                             let extra = buf.len() - (start + end);
                             buf.truncate(start + end);
-                            let next = match framing_of(buf) {
+                            let framing = framing_of(buf);
+                            buf.clear();
+                            let next = match framing {
                                 BodyFraming::Ambiguous => {
                                     self.ambiguous = true;
                                     State::Off
                                 }
-                                BodyFraming::Length(0) | BodyFraming::None => State::Head(Vec::new()),
+                                BodyFraming::Length(0) | BodyFraming::None => State::Head,
                                 BodyFraming::Length(n) => State::Body(n),
                                 BodyFraming::Chunked => State::ChunkSize(Vec::new()),
                                 BodyFraming::Stop => State::Off,
@@ -149,6 +153,7 @@ impl FramingFollower {
                         }
                         None if buf.len() > MAX_HEAD => {
                             self.state = State::Off;
+                            self.head = Vec::new();
                             used
                         }
                         None => used,
@@ -158,7 +163,7 @@ impl FramingFollower {
                 State::Body(n) => {
                     let (take, done) = skip(n, data);
                     if done {
-                        self.state = State::Head(Vec::new());
+                        self.state = State::Head;
                     }
                     take
                 }
@@ -188,7 +193,7 @@ impl FramingFollower {
                     let (used, done) = take_line(line, data);
                     if done {
                         if line == b"\r\n" || line == b"\n" {
-                            self.state = State::Head(Vec::new());
+                            self.state = State::Head;
                         } else {
                             line.clear();
                         }

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod tls;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -140,7 +141,7 @@ pub async fn start(settings: Settings, lookup: Arc<dyn RouteLookup>) -> anyhow::
             server: settings.server,
             lookup: lookup.clone(),
             cache: cache.clone(),
-            client: proxy::client(),
+            upstream: Arc::new(upstream::Upstream::default()),
             metrics: metrics.clone(),
             max_body: settings.max_body_bytes,
             tunnel_idle: settings.tunnel_idle_timeout,
@@ -151,11 +152,14 @@ pub async fn start(settings: Settings, lookup: Arc<dyn RouteLookup>) -> anyhow::
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("ingress runtime")?;
         workers.push(std::thread::Builder::new().name(format!("ingress-{i}")).spawn(move || {
             runtime.block_on(async move {
+                tokio::spawn(heartbeat(proxy.upstream.clone()));
+                tokio::spawn(metrics::later::writer());
                 match TcpListener::from_std(listener) {
                     Ok(listener) => accept_loop(listener, acceptor, builder, proxy, settings, metrics, slots, shutdown_rx).await,
                     Err(e) => tracing::error!("ingress worker {i} cannot use its listener: {e}"),
                 }
-            })
+            });
+            metrics::later::drain();
         })?);
     }
     let task = tokio::task::spawn_blocking(move || {
@@ -165,6 +169,21 @@ pub async fn start(settings: Settings, lookup: Arc<dyn RouteLookup>) -> anyhow::
     });
     tracing::info!(%addr, tls = certs.is_some(), "ucim ingress listening");
     Ok(Running { addr, metrics, certs, shutdown, task })
+}
+
+/// A worker's housekeeping, once a second: closes idle backend connections past their time.
+///
+/// It also keeps a timer due within a second on the worker's runtime, which matters for speed. A parked
+/// runtime sleeps until its earliest timer, and a timer set for earlier than that must wake the driver (a
+/// write to its eventfd and one more epoll_wait). Every request sets hyper's header-read timer (10 s);
+/// without a nearer timer, each one did exactly that.
+async fn heartbeat(upstream: Arc<upstream::Upstream>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        upstream.prune();
+    }
 }
 
 /// `count` listeners on `addr` sharing its port (the first one's, if `addr` asks for any port).
@@ -226,10 +245,10 @@ async fn accept_loop(
             let _permit = permit;
             metrics.active_connections.fetch_add(1, Relaxed);
             metrics.connections_total.fetch_add(1, Relaxed);
-            let conn = conn::ConnInfo::new();
+            let conn = conn::ConnInfo::new(peer.ip());
             let service = {
                 let conn = conn.clone();
-                hyper::service::service_fn(move |req| proxy::handle(proxy.clone(), peer, conn.clone(), req))
+                hyper::service::service_fn(move |req| proxy::handle(proxy.clone(), conn.clone(), req))
             };
             match acceptor {
                 Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {

@@ -117,17 +117,99 @@ impl Drop for AccessRecord {
         self.metrics.bytes_out.fetch_add(self.bytes_out, Relaxed);
         let bytes_in = self.bytes_in.load(Relaxed);
         self.metrics.bytes_in.fetch_add(bytes_in, Relaxed);
-        let micros = self.started.elapsed().as_micros() as u64;
+        later::write(AccessLine {
+            target: self.target,
+            method: std::mem::replace(&mut self.method, http::Method::GET),
+            path: std::mem::take(&mut self.path),
+            status: self.status,
+            bytes_in,
+            bytes_out: self.bytes_out,
+            micros: self.started.elapsed().as_micros() as u64,
+        });
+    }
+}
+
+/// What an access line says, taken when the answer is done.
+struct AccessLine {
+    target: Target,
+    method: http::Method,
+    path: String,
+    status: u16,
+    bytes_in: u64,
+    bytes_out: u64,
+    micros: u64,
+}
+
+impl AccessLine {
+    fn write(self) {
         tracing::info!(
             target: ACCESS_TARGET,
             to = %self.target,
             method = %self.method,
             path = %self.path,
             status = self.status,
-            bytes_in,
+            bytes_in = self.bytes_in,
             bytes_out = self.bytes_out,
-            ms = format_args!("{}.{:03}", micros / 1000, micros % 1000),
+            ms = format_args!("{}.{:03}", self.micros / 1000, self.micros % 1000),
         );
+    }
+}
+
+/// Access lines are formatted after the answer has gone out, not on the way: a record is dropped when
+/// hyper takes the last frame of the body, before it writes the answer to the client. On an ingress worker
+/// thread (see [`later::writer`]) lines queue and that thread's writer task formats them once the current
+/// task yields; anywhere else they are written at once.
+pub mod later {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    use tokio::sync::Notify;
+
+    use super::AccessLine;
+
+    struct Queue {
+        lines: Vec<AccessLine>,
+        wake: Arc<Notify>,
+    }
+
+    thread_local! {
+        static QUEUE: RefCell<Option<Queue>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn write(line: AccessLine) {
+        let line = QUEUE.with(|q| match q.borrow_mut().as_mut() {
+            Some(queue) => {
+                if queue.lines.is_empty() {
+                    queue.wake.notify_one();
+                }
+                queue.lines.push(line);
+                None
+            }
+            None => Some(line),
+        });
+        if let Some(line) = line {
+            line.write();
+        }
+    }
+
+    /// Writes what this thread has queued.
+    pub fn drain() {
+        let lines = QUEUE.with(|q| q.borrow_mut().as_mut().map(|queue| std::mem::take(&mut queue.lines)));
+        for line in lines.into_iter().flatten() {
+            line.write();
+        }
+    }
+
+    /// The writer task of a worker thread: from its first poll on, access lines recorded on this thread
+    /// queue for it. Run it on a current-thread runtime (it must stay on this thread) and call [`drain`]
+    /// when the runtime ends.
+    pub async fn writer() {
+        let wake = Arc::new(Notify::new());
+        QUEUE.with(|q| *q.borrow_mut() = Some(Queue { lines: Vec::with_capacity(64), wake: wake.clone() }));
+        loop {
+            wake.notified().await;
+            drain();
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -16,13 +16,12 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
 
 use crate::conn::{ConnInfo, FlightGuard};
 use crate::metrics::{AccessRecord, Metrics, Target};
 use crate::route::{classify, Class, RouteCache, RouteLookup};
+use crate::upstream::{SendError, Upstream};
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus proxy credentials.
 const HOP_BY_HOP: &[&str] =
@@ -41,24 +40,14 @@ pub struct Proxy {
     pub server: SocketAddr,
     pub lookup: Arc<dyn RouteLookup>,
     pub cache: Arc<RouteCache>,
-    pub client: Client<HttpConnector, UpBody>,
+    /// This worker's connections to the backends.
+    pub upstream: Arc<Upstream>,
     pub metrics: Arc<Metrics>,
     /// Request bodies of Core calls and everything but uploads.
     pub max_body: u64,
     pub tunnel_idle: Duration,
     /// `https` or `http`, for `X-Forwarded-Proto`.
     pub scheme: &'static str,
-}
-
-pub fn client() -> Client<HttpConnector, UpBody> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(256)
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(connector)
 }
 
 fn error(status: StatusCode, why: &str, close: bool) -> Response<ProxyBody> {
@@ -73,10 +62,10 @@ fn error(status: StatusCode, why: &str, close: bool) -> Response<ProxyBody> {
 }
 
 /// One request, start to end. Never fails: every problem is an answer.
-pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Result<Response<Logged>, Infallible> {
+pub async fn handle(proxy: Arc<Proxy>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Result<Response<Logged>, Infallible> {
     let flight = FlightGuard::new(conn.clone());
     let mut record = AccessRecord::new(proxy.metrics.clone(), req.method().clone(), req.uri().path());
-    let response = match route_and_forward(&proxy, peer, &conn, req, &mut record).await {
+    let response = match route_and_forward(&proxy, &conn, req, &mut record).await {
         Ok(r) => r,
         Err(r) => {
             proxy.metrics.refused.fetch_add(1, Relaxed);
@@ -93,7 +82,6 @@ pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, conn: Arc<ConnInfo>, re
 
 async fn route_and_forward(
     proxy: &Arc<Proxy>,
-    peer: SocketAddr,
     conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
     record: &mut AccessRecord,
@@ -142,13 +130,15 @@ async fn route_and_forward(
         },
     };
 
-    let (parts, body) = req.into_parts();
-    let forwarded = forward_headers(&parts.headers, upgrade.as_ref(), peer, proxy.scheme, parts.uri.authority().map(|a| a.as_str()));
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-    let hint = body.size_hint();
-    let empty = body.is_end_stream();
-    let slot = Arc::new(Mutex::new(Some(body)));
-    let exceeded = Arc::new(AtomicBool::new(false));
+    let (mut parts, body) = req.into_parts();
+    forward_headers(&mut parts.headers, upgrade.as_ref(), conn.forwarded_for(), proxy.scheme, parts.uri.authority());
+    // Backends get origin-form (`/path?query`), whatever form the client used (HTTP/2 sends absolute).
+    if parts.uri.authority().is_some() {
+        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        parts.uri = http::Uri::from(path);
+    }
+    parts.version = Version::HTTP_11;
+    let mut up = Request::from_parts(parts, UpBody { inner: Some(body), limit, seen: 0, counter: record.bytes_in.clone() });
     let mut retried = false;
     let mut response = loop {
         record.target = target;
@@ -156,32 +146,16 @@ async fn route_and_forward(
             Target::Instance(port) => SocketAddr::from(([127, 0, 0, 1], port)),
             _ => proxy.server,
         };
-        let body = UpBody {
-            slot: slot.clone(),
-            inner: None,
-            hint: hint.clone(),
-            empty,
-            limit,
-            seen: 0,
-            counter: record.bytes_in.clone(),
-            exceeded: exceeded.clone(),
-        };
-        let mut up = Request::new(body);
-        *up.method_mut() = parts.method.clone();
-        *up.uri_mut() = format!("http://{addr}{path_and_query}").parse().map_err(|_| error(StatusCode::BAD_REQUEST, "Malformed path", h1))?;
-        *up.headers_mut() = forwarded.clone();
-        match proxy.client.request(up).await {
+        match proxy.upstream.send(addr, up).await {
             Ok(r) => break r,
-            Err(e) if e.is_connect() && !retried && matches!(target, Target::Instance(_)) => {
+            Err(SendError::Connect(e, unsent)) if !retried && matches!(target, Target::Instance(_)) => {
                 // The instance is gone (stopped, crashed, restarting on another port): forget the route.
                 retried = true;
+                up = *unsent;
                 proxy.metrics.stale_routes.fetch_add(1, Relaxed);
                 let u = user.as_deref().unwrap_or_default();
                 proxy.cache.forget(u);
-                if slot.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
-                    return Err(error(StatusCode::BAD_GATEWAY, "The user's instance went away", h1));
-                }
-                tracing::info!(%target, "instance refused the connection; route dropped");
+                tracing::info!(%target, "instance refused the connection ({e}); route dropped");
                 target = if start {
                     match find(proxy, u, true, false).await {
                         Ok(Some(port)) => Target::Instance(port),
@@ -191,8 +165,12 @@ async fn route_and_forward(
                     Target::Server
                 };
             }
-            Err(e) => {
-                if exceeded.load(Relaxed) {
+            Err(SendError::Connect(e, _)) => {
+                tracing::warn!(%target, "backend unreachable: {e}");
+                return Err(error(StatusCode::BAD_GATEWAY, "The backend did not answer", h1));
+            }
+            Err(SendError::Failed(e)) => {
+                if body_too_large(&e) {
                     return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large", h1));
                 }
                 tracing::warn!(%target, "backend failed: {e:#}");
@@ -248,58 +226,41 @@ fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
     asks.then(|| value.clone())
 }
 
-/// The client's headers minus hop-by-hop ones (and those its `Connection` names) and internal ones, plus
-/// what only the ingress knows: the peer address and scheme.
-pub fn forward_headers(src: &HeaderMap, upgrade: Option<&HeaderValue>, peer: SocketAddr, scheme: &'static str, authority: Option<&str>) -> HeaderMap {
-    let named: Vec<String> = src
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .collect();
-    let mut out = HeaderMap::with_capacity(src.len() + 4);
-    for (name, value) in src {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || internal(n) || named.iter().any(|t| t == n) {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
+/// Removes the hop-by-hop headers (those of RFC 9110 §7.6.1 and those `Connection` names) and those
+/// `also` picks. One pass; allocates only when there is something to remove.
+fn remove_hop_by_hop(headers: &mut HeaderMap, also: impl Fn(&str) -> bool) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let tokens = value.to_str().unwrap_or_default().split(',');
+        named.extend(tokens.filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok()));
     }
+    let doomed: Vec<HeaderName> =
+        headers.keys().filter(|n| HOP_BY_HOP.contains(&n.as_str()) || also(n.as_str()) || named.contains(n)).cloned().collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Turns the client's headers into the backend's: minus hop-by-hop and internal ones, plus what only the
+/// ingress knows (the peer address and scheme), the upgrade asked for, and `Host` (HTTP/2 carries the
+/// authority instead).
+pub fn forward_headers(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>, forwarded_for: &HeaderValue, scheme: &'static str, authority: Option<&http::uri::Authority>) {
+    remove_hop_by_hop(headers, internal);
     if let Some(protocol) = upgrade {
-        out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        out.insert(header::UPGRADE, protocol.clone());
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
     }
-    if !out.contains_key(header::HOST) {
-        if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
-            out.insert(header::HOST, v);
+    if !headers.contains_key(header::HOST) {
+        if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            headers.insert(header::HOST, v);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
-        out.insert(HeaderName::from_static("x-forwarded-for"), v);
-    }
-    out.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(scheme));
-    out
+    headers.insert(HeaderName::from_static("x-forwarded-for"), forwarded_for.clone());
+    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(scheme));
 }
 
 fn strip_response_headers(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for n in HOP_BY_HOP {
-        headers.remove(*n);
-    }
-    let internal_names: Vec<HeaderName> = headers.keys().filter(|n| n.as_str().starts_with("x-ucim-")).cloned().collect();
-    for n in internal_names {
-        headers.remove(n);
-    }
+    remove_hop_by_hop(headers, |n| n.starts_with("x-ucim-"));
 }
 
 /// Splices the two upgraded connections until either side closes or nothing moves for `idle`.
@@ -335,18 +296,43 @@ async fn tunnel(
     metrics.active_tunnels.fetch_sub(1, Relaxed);
 }
 
-/// The request body on its way to a backend. It takes the client's body out of a shared slot only when
-/// first polled, so when a backend refuses the connection the untouched body can go elsewhere. It counts
-/// bytes and enforces the route's size limit while streaming.
+/// The request body on its way to a backend: counts bytes and enforces the route's size limit while
+/// streaming.
 pub struct UpBody {
-    slot: Arc<Mutex<Option<Incoming>>>,
     inner: Option<Incoming>,
-    hint: SizeHint,
-    empty: bool,
     limit: Option<u64>,
     seen: u64,
     counter: Arc<AtomicU64>,
-    exceeded: Arc<AtomicBool>,
+}
+
+impl UpBody {
+    #[cfg(test)]
+    pub fn empty() -> UpBody {
+        UpBody { inner: None, limit: None, seen: 0, counter: Arc::default() }
+    }
+}
+
+/// The error a request body stops with at its limit.
+#[derive(Debug)]
+struct BodyTooLarge;
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request body too large")
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+fn body_too_large(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<BodyTooLarge>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 impl Body for UpBody {
@@ -355,9 +341,6 @@ impl Body for UpBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        if this.inner.is_none() {
-            this.inner = this.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-        }
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
         match ready!(Pin::new(inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
@@ -365,8 +348,7 @@ impl Body for UpBody {
                     this.seen += data.len() as u64;
                     this.counter.fetch_add(data.len() as u64, Relaxed);
                     if this.limit.is_some_and(|l| this.seen > l) {
-                        this.exceeded.store(true, Relaxed);
-                        return Poll::Ready(Some(Err("request body too large".into())));
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -377,17 +359,11 @@ impl Body for UpBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            Some(i) => i.is_end_stream(),
-            None => self.empty,
-        }
+        self.inner.as_ref().is_none_or(|i| i.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Some(i) => i.size_hint(),
-            None => self.hint.clone(),
-        }
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), |i| i.size_hint())
     }
 }
 
@@ -444,20 +420,24 @@ mod tests {
         ] {
             h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
-        let peer: SocketAddr = "192.0.2.7:5000".parse().unwrap();
-        let out = forward_headers(&h, None, peer, "https", Some("hpc.example.org"));
-        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["authorization", "ucloud-username", "host", "x-forwarded-for", "x-forwarded-proto"]);
-        assert_eq!(out["x-forwarded-for"], "192.0.2.7");
-        assert_eq!(out["host"], "hpc.example.org");
+        let peer = HeaderValue::from_static("192.0.2.7");
+        let authority = http::uri::Authority::from_static("hpc.example.org");
+        forward_headers(&mut h, None, &peer, "https", Some(&authority));
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["authorization", "host", "ucloud-username", "x-forwarded-for", "x-forwarded-proto"]);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["host"], "hpc.example.org");
 
         let mut ws = HeaderMap::new();
         ws.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         ws.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         let up = upgrade_request(&ws).unwrap();
-        let out = forward_headers(&ws, Some(&up), peer, "https", None);
-        assert_eq!(out["connection"], "upgrade");
-        assert_eq!(out["upgrade"], "websocket");
+        let mut forwarded = ws.clone();
+        forward_headers(&mut forwarded, Some(&up), &peer, "https", None);
+        assert_eq!(forwarded["connection"], "upgrade");
+        assert_eq!(forwarded["upgrade"], "websocket");
         ws.remove(header::CONNECTION);
         assert!(upgrade_request(&ws).is_none());
     }
