@@ -53,10 +53,10 @@ enum BodyFraming {
 }
 
 fn framing_of(head: &[u8]) -> BodyFraming {
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut req = httparse::Request::new(&mut headers);
+    let mut headers = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; 128];
+    let mut req = httparse::Request::new(&mut []);
     // The HTTP/2 preface (`PRI * HTTP/2.0`) fails here too: HTTP/2 has no such framing to follow.
-    match req.parse(head) {
+    match req.parse_with_uninit_headers(head, &mut headers) {
         Ok(httparse::Status::Complete(_)) => {}
         _ => return BodyFraming::Stop,
     }
@@ -130,15 +130,12 @@ impl FramingFollower {
                             continue;
                         }
                     }
-                    let start = buf.len().saturating_sub(3);
-                    let (used, _) = take_line(buf, data);
-                    let used = match find_end(&buf[start..]) {
-                        Some(end) => {
-                            let extra = buf.len() - (start + end);
-                            buf.truncate(start + end);
+                    match head_end(buf, data) {
+                        Some(used) => {
+                            buf.extend_from_slice(&data[..used]);
                             let framing = framing_of(buf);
                             buf.clear();
-                            let next = match framing {
+                            self.state = match framing {
                                 BodyFraming::Ambiguous => {
                                     self.ambiguous = true;
                                     State::Off
@@ -148,17 +145,18 @@ impl FramingFollower {
                                 BodyFraming::Chunked => State::ChunkSize(Vec::new()),
                                 BodyFraming::Stop => State::Off,
                             };
-                            self.state = next;
-                            used - extra
-                        }
-                        None if buf.len() > MAX_HEAD => {
-                            self.state = State::Off;
-                            self.head = Vec::new();
                             used
                         }
-                        None => used,
-                    };
-                    used
+                        None if buf.len() + data.len() > MAX_HEAD => {
+                            self.state = State::Off;
+                            self.head = Vec::new();
+                            data.len()
+                        }
+                        None => {
+                            buf.extend_from_slice(data);
+                            data.len()
+                        }
+                    }
                 }
                 State::Body(n) => {
                     let (take, done) = skip(n, data);
@@ -205,6 +203,20 @@ impl FramingFollower {
             };
             data = &data[used..];
         }
+    }
+}
+
+/// Where a head that began with `before` ends within `data` (index just past its empty line), if it does;
+/// the empty line may begin in `before`.
+fn head_end(before: &[u8], data: &[u8]) -> Option<usize> {
+    let tail = &before[before.len().saturating_sub(3)..];
+    let mut joint = [0u8; 6];
+    let n = tail.len() + data.len().min(3);
+    joint[..tail.len()].copy_from_slice(tail);
+    joint[tail.len()..n].copy_from_slice(&data[..n - tail.len()]);
+    match find_end(&joint[..n]) {
+        Some(end) if end > tail.len() => Some(end - tail.len()),
+        _ => find_end(data),
     }
 }
 
