@@ -15,6 +15,9 @@
 # As root (installs nginx with apt if missing; runs the ingress as the service user `ucloud`).
 #   PROFILE=release (default) or debug; SECS, CONNS (small calls), BIG_SECS, BIG_CONNS (100 MB bodies);
 #   UCIM and BENCH (both) name prebuilt binaries and skip the build (builtin backend).
+#   PIN=1 runs everything (backend, proxies, load) on CPU 0. On this VM (Firecracker) waking an idle vCPU
+#   costs ~20 µs, and the unloaded figures mostly measure how many such wake-ups a path happens to take.
+#   Pinned, no wake-up crosses CPUs and the figures measure each path's own work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROFILE=${PROFILE:-release}
@@ -55,6 +58,11 @@ else
 fi
 case "$BENCH" in /*) ;; *) BENCH="$PWD/$BENCH" ;; esac
 case "$UCIM" in /*) ;; *) UCIM="$PWD/$UCIM" ;; esac
+if [ -n "${PIN:-}" ]; then
+    # After the build: everything this script starts from here on inherits the affinity.
+    taskset -p -c 0 $$ >/dev/null
+    echo "== PIN: backend, ingress, nginx and load all on CPU 0"
+fi
 
 DIR=$(mktemp -d /tmp/ucim-bench-ingress.XXXXXX)
 chmod 755 "$DIR"
