@@ -14,6 +14,8 @@
 #     dev/setup.sh release first unless UCIM_BIN names an installed ucim.
 # As root (installs nginx with apt if missing; runs the ingress as the service user `ucloud`).
 #   PROFILE=release (default) or debug; SECS, CONNS (small calls), BIG_SECS, BIG_CONNS (100 MB bodies);
+#   ROUNDS (default 3): every pass runs this many times, the three paths taking turns, and the figures are
+#   medians (single runs here vary by ±10 %);
 #   UCIM and BENCH (both) name prebuilt binaries and skip the build (builtin backend).
 #   PIN=1 runs everything (backend, proxies, load) on CPU 0. On this VM (Firecracker) waking an idle vCPU
 #   costs ~20 µs, and the unloaded figures mostly measure how many such wake-ups a path happens to take.
@@ -21,9 +23,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROFILE=${PROFILE:-release}
-SECS=${SECS:-10}
+SECS=${SECS:-5}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-32}
-BIG_SECS=${BIG_SECS:-15}
+BIG_SECS=${BIG_SECS:-8}
 BIG_CONNS=${BIG_CONNS:-2}
 BIG=100000000
 BACKEND_KIND=${BACKEND:-builtin}
@@ -182,36 +185,41 @@ run() { # name url ca mode conns secs bytes label
     out=$("$BENCH" load "$2" "$3" "$5" "$6" "$4" "$7")
     echo "$1 $8 $out" | tee -a "$DIR/results"
 }
-echo "== small calls ($SMALL): $CONNS connections, then 1, $SECS s each; 100 MB bodies: $BIG_CONNS connections, $BIG_SECS s each"
-for mode in $MODES small-1; do
-    case $mode in
-        small) m=$SMALL c=$CONNS s=$SECS ;;
-        small-1) m=$SMALL c=1 s=$SECS ;;
-        *) m=$mode c=$BIG_CONNS s=$BIG_SECS ;;
-    esac
-    run direct "http://127.0.0.1:$BACKEND_PORT" - "$m" "$c" "$s" "$BIG" "$mode"
-    run ingress "https://127.0.0.1:$INGRESS" "$INGRESS_CA" "$m" "$c" "$s" "$BIG" "$mode"
-    run nginx "https://127.0.0.1:$NGINX" "$DIR/ca.pem" "$m" "$c" "$s" "$BIG" "$mode"
+echo "== small calls ($SMALL): $CONNS connections, then 1, $SECS s each; 100 MB bodies: $BIG_CONNS connections, $BIG_SECS s each; $ROUNDS rounds"
+for round in $(seq "$ROUNDS"); do
+    for mode in $MODES small-1; do
+        case $mode in
+            small) m=$SMALL c=$CONNS s=$SECS ;;
+            small-1) m=$SMALL c=1 s=$SECS ;;
+            *) m=$mode c=$BIG_CONNS s=$BIG_SECS ;;
+        esac
+        run direct "http://127.0.0.1:$BACKEND_PORT" - "$m" "$c" "$s" "$BIG" "$mode"
+        run ingress "https://127.0.0.1:$INGRESS" "$INGRESS_CA" "$m" "$c" "$s" "$BIG" "$mode"
+        run nginx "https://127.0.0.1:$NGINX" "$DIR/ca.pem" "$m" "$c" "$s" "$BIG" "$mode"
+    done
 done
 grep -c 'ucim::access' "$INGRESS_LOG" | sed 's/^/ingress access log lines: /' || true
 
 python3 - "$DIR/results" <<'PY'
-import json, sys
+import json, statistics, sys
 r = {}
 for line in open(sys.argv[1]):
     name, mode, js = line.split(" ", 2)
-    r[(name, mode)] = json.loads(js)
+    r.setdefault((name, mode), []).append(json.loads(js))
+med = lambda runs, key: statistics.median(x[key] for x in runs)
 modes = [m for m in ["small", "small-1", "upload", "download"] if ("direct", m) in r]
 print()
+print(f"medians of {len(r[('direct', modes[0])])} runs")
 print(f"{'mode':9} {'path':8} {'req/s':>9} {'MB/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'errors':>6}")
 for mode in modes:
     for name in ["direct", "ingress", "nginx"]:
         x = r[(name, mode)]
-        print(f"{mode:9} {name:8} {x['rps']:9.1f} {x['mb_per_s']:8.1f} {x['p50_ms']:9.3f} {x['p99_ms']:9.3f} {x['errors']:6}")
+        print(f"{mode:9} {name:8} {med(x, 'rps'):9.1f} {med(x, 'mb_per_s'):8.1f} {med(x, 'p50_ms'):9.3f} {med(x, 'p99_ms'):9.3f} {sum(y['errors'] for y in x):6}")
 print()
 for mode in modes:
     key = "mb_per_s" if mode in ("upload", "download") else "rps"
     i, n, d = r[("ingress", mode)], r[("nginx", mode)], r[("direct", mode)]
-    print(f"{mode:9} ingress/nginx throughput {i[key] / n[key]:5.2f}x (goal >= 1.0)   "
-          f"ingress/direct p50 {i['p50_ms'] / d['p50_ms']:5.2f}x (goal <= 1.15)   ingress/nginx p50 {i['p50_ms'] / n['p50_ms']:5.2f}x")
+    each = ", ".join(f"{a[key] / b[key]:.2f}" for a, b in zip(i, n))
+    print(f"{mode:9} ingress/nginx throughput {med(i, key) / med(n, key):5.2f}x (goal >= 1.0; rounds {each})   "
+          f"ingress/direct p50 {med(i, 'p50_ms') / med(d, 'p50_ms'):5.2f}x (goal <= 1.15)   ingress/nginx p50 {med(i, 'p50_ms') / med(n, 'p50_ms'):5.2f}x")
 PY
