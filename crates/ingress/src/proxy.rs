@@ -138,6 +138,8 @@ async fn route_and_forward(
         parts.uri = http::Uri::from(path);
     }
     parts.version = Version::HTTP_11;
+    // Nothing of the client's connection (hyper's upgrade handle and the like) goes along.
+    parts.extensions.clear();
     let mut up = Request::from_parts(parts, UpBody { inner: Some(body), limit, seen: 0, counter: record.bytes_in.clone() });
     let mut retried = false;
     let mut response = loop {

@@ -56,7 +56,7 @@ impl Upstream {
     /// connection that turns out closed before the request went out is replaced by a fresh one.
     pub async fn send(self: &Arc<Self>, addr: SocketAddr, mut req: Request<UpBody>) -> Result<Response<UpstreamBody>, SendError> {
         loop {
-            let (mut sender, pooled) = match self.checkout(addr).await {
+            let (mut sender, pooled) = match self.checkout(addr) {
                 Some(sender) => (sender, true),
                 None => match connect(addr).await {
                     Ok(sender) => (sender, false),
@@ -77,18 +77,15 @@ impl Upstream {
         }
     }
 
-    /// The most recently used idle connection to `addr` that is still open.
-    async fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<UpBody>> {
-        loop {
-            let mut idle = {
-                let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                pool.get_mut(&addr)?.pop()?
-            };
-            // Ready at once unless the backend closed it meanwhile (then this fails and the next is tried).
-            if idle.sender.ready().await.is_ok() {
-                return Some(idle.sender);
-            }
-        }
+    /// The most recently used idle connection to `addr` that can take a request now. One still busy (its
+    /// backend answered before the request body was all sent) stays for later: waiting for it here would
+    /// hold this request behind someone else's upload.
+    fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<UpBody>> {
+        let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = pool.get_mut(&addr)?;
+        list.retain(|i| !i.sender.is_closed());
+        let ready = list.iter().rposition(|i| i.sender.is_ready())?;
+        Some(list.remove(ready).sender)
     }
 
     fn give_back(&self, addr: SocketAddr, sender: SendRequest<UpBody>) {
@@ -185,6 +182,10 @@ mod tests {
 
     /// A backend that answers every request with `hello` and counts connections.
     async fn backend() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        backend_answering(Bytes::from_static(b"hello")).await
+    }
+
+    async fn backend_answering(answer: Bytes) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -193,8 +194,12 @@ mod tests {
             loop {
                 let (tcp, _) = listener.accept().await.unwrap();
                 c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer = answer.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(|_req| async { Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"hello")))) });
+                    let service = hyper::service::service_fn(move |_req| {
+                        let answer = answer.clone();
+                        async move { Ok::<_, std::convert::Infallible>(Response::new(Full::new(answer))) }
+                    });
                     let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
                 });
             }
@@ -227,6 +232,22 @@ mod tests {
         let response = upstream.send(addr, get()).await.unwrap();
         response.into_body().collect().await.unwrap();
         assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_busy_connection_is_passed_over_not_waited_for() {
+        let (addr, connections) = backend_answering(Bytes::from(vec![7u8; 4 << 20])).await;
+        let upstream = Arc::new(Upstream::default());
+        // An exchange still under way (its 4 MiB answer unread) whose connection is in the pool anyway,
+        // as after a backend answered before the whole request body was sent.
+        let mut first = upstream.send(addr, get()).await.unwrap();
+        let lease = first.body_mut().lease.take().unwrap();
+        upstream.give_back(addr, lease.sender);
+        assert_eq!(upstream.idle_count(addr), 1);
+        let second = tokio::time::timeout(Duration::from_secs(5), upstream.send(addr, get())).await.expect("not held behind the busy connection");
+        assert_eq!(second.unwrap().into_body().collect().await.unwrap().to_bytes().len(), 4 << 20);
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(first.into_body().collect().await.unwrap().to_bytes().len(), 4 << 20);
     }
 
     #[tokio::test]
