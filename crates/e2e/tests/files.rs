@@ -223,11 +223,7 @@ async fn drives_and_file_operations() {
 /// Opens the streaming search WebSocket on alice's instance, as the Core does (bearer on the upgrade,
 /// `usernameHint`), and collects the ids until the final response.
 async fn search(stack: &Stack, user: &str, d: &Drive, query: &str) -> Vec<String> {
-    let out = stack.admin(&["--json", "instances"]);
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let port = list.as_array().unwrap().iter().find(|i| i["unixUser"] == "alice" || i["unix_user"] == "alice").unwrap()["port"]
-        .as_u64()
-        .unwrap();
+    let port = stack.instance_port("alice").expect("alice's instance runs");
     use base64::Engine;
     let hint = base64::engine::general_purpose::URL_SAFE.encode(user);
     let url = format!("ws://127.0.0.1:{port}/ucloud/{PROVIDER}/files?usernameHint={hint}");

@@ -114,7 +114,8 @@ async fn forged_tokens_are_refused_with_nothing_executed() {
     // The instance checks tokens itself: start it with a genuine call, then go around the server.
     let r = stack.sim.call(reqwest::Method::POST, "/integration/init", None, Some(json!({"username": "alice#1234"}))).await.unwrap();
     assert!(r.accepted_by_core(), "{r:?}");
-    let port = 43200;
+    // The pool's first port, unless an outgoing connection held it as its ephemeral port when probed.
+    let port = stack.instance_port("alice").expect("alice's instance runs");
     let direct = reqwest::Client::new();
     for (name, token) in &corpus {
         let r = direct
