@@ -159,7 +159,8 @@ pub async fn start(settings: Settings, lookup: Arc<dyn RouteLookup>) -> anyhow::
                     Err(e) => tracing::error!("ingress worker {i} cannot use its listener: {e}"),
                 }
             });
-            metrics::later::drain();
+            // Ends the worker's tasks, the access log writer among them (it writes what is queued).
+            drop(runtime);
         })?);
     }
     let task = tokio::task::spawn_blocking(move || {

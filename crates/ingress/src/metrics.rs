@@ -177,15 +177,15 @@ pub mod later {
     }
 
     pub(super) fn write(line: AccessLine) {
-        let line = QUEUE.with(|q| match q.borrow_mut().as_mut() {
-            Some(queue) => {
+        let mut line = Some(line);
+        // `try_with`: a record dropped while the thread's locals are torn down is written at once.
+        let _ = QUEUE.try_with(|q| {
+            if let Some(queue) = q.borrow_mut().as_mut() {
                 if queue.lines.is_empty() {
                     queue.wake.notify_one();
                 }
-                queue.lines.push(line);
-                None
+                queue.lines.extend(line.take());
             }
-            None => Some(line),
         });
         if let Some(line) = line {
             line.write();
@@ -193,7 +193,7 @@ pub mod later {
     }
 
     /// Writes what this thread has queued.
-    pub fn drain() {
+    fn drain() {
         let lines = QUEUE.with(|q| q.borrow_mut().as_mut().map(|queue| std::mem::take(&mut queue.lines)));
         for line in lines.into_iter().flatten() {
             line.write();
@@ -201,11 +201,19 @@ pub mod later {
     }
 
     /// The writer task of a worker thread: from its first poll on, access lines recorded on this thread
-    /// queue for it. Run it on a current-thread runtime (it must stay on this thread) and call [`drain`]
-    /// when the runtime ends.
+    /// queue for it. Run it on a current-thread runtime (it must stay on this thread). When the runtime
+    /// drops it, what is queued is written and later lines are written at once, so none is lost at exit.
     pub async fn writer() {
+        struct Stop;
+        impl Drop for Stop {
+            fn drop(&mut self) {
+                drain();
+                QUEUE.with(|q| *q.borrow_mut() = None);
+            }
+        }
         let wake = Arc::new(Notify::new());
         QUEUE.with(|q| *q.borrow_mut() = Some(Queue { lines: Vec::with_capacity(64), wake: wake.clone() }));
+        let _stop = Stop;
         loop {
             wake.notified().await;
             drain();
@@ -225,5 +233,59 @@ mod tests {
         }
         let c: Vec<u64> = m.by_class.iter().map(Metrics::get).collect();
         assert_eq!(c, [1, 2, 0, 2, 1]);
+    }
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink {
+        fn has(&self, path: &str) -> bool {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).contains(&format!("path={path} "))
+        }
+    }
+
+    #[test]
+    fn access_lines_wait_for_the_worker_to_yield_and_none_is_lost_when_it_ends() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).without_time().with_writer(move || writer.clone()).finish();
+        let metrics = Arc::new(Metrics::default());
+        let log = |path: &str| drop(AccessRecord::new(metrics.clone(), http::Method::GET, path));
+        tracing::subscriber::with_default(subscriber, || {
+            log("/off-worker");
+            assert!(sink.has("/off-worker"), "no writer task on this thread: written at once");
+
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async {
+                tokio::spawn(later::writer());
+                tokio::task::yield_now().await;
+                log("/queued");
+                assert!(!sink.has("/queued"), "queued while the answer's task runs");
+                for _ in 0..100 {
+                    if sink.has("/queued") {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                assert!(sink.has("/queued"), "written once the task yields");
+                log("/at-exit");
+            });
+            assert!(!sink.has("/at-exit"));
+            drop(runtime);
+            assert!(sink.has("/at-exit"), "the writer writes what is queued when its runtime ends");
+            log("/after");
+            assert!(sink.has("/after"), "after the writer ended: written at once");
+        });
+        assert_eq!(Metrics::get(&metrics.requests), 4);
     }
 }

@@ -186,6 +186,11 @@ mod tests {
     }
 
     async fn backend_answering(answer: Bytes) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        backend_with(answer, false).await
+    }
+
+    /// With `close`, every answer says `Connection: close` and the backend closes after it.
+    async fn backend_with(answer: Bytes, close: bool) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -198,7 +203,13 @@ mod tests {
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |_req| {
                         let answer = answer.clone();
-                        async move { Ok::<_, std::convert::Infallible>(Response::new(Full::new(answer))) }
+                        async move {
+                            let mut response = Response::new(Full::new(answer));
+                            if close {
+                                response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                            }
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
                 });
@@ -248,6 +259,18 @@ mod tests {
         assert_eq!(second.unwrap().into_body().collect().await.unwrap().to_bytes().len(), 4 << 20);
         assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
         assert_eq!(first.into_body().collect().await.unwrap().to_bytes().len(), 4 << 20);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_backend_closes_is_not_reused() {
+        let (addr, connections) = backend_with(Bytes::from_static(b"bye"), true).await;
+        let upstream = Arc::new(Upstream::default());
+        for _ in 0..3 {
+            let body = upstream.send(addr, get()).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"bye");
+        }
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(upstream.idle_count(addr), 0);
     }
 
     #[tokio::test]
